@@ -1,0 +1,795 @@
+"""The one data model every part of apiward shares.
+
+Collectors turn what they observe into :class:`Span`. The HTTP, RPC, messaging,
+database and FaaS facts of a span are read once, here, into small normalised
+views (:class:`HttpView`, ...) that understand both the stable OpenTelemetry
+semantic-convention names and the legacy ones. Enrichers read those views and
+never look up raw attribute names again.
+
+Ids are lowercase hex strings everywhere (32 characters for a trace id, 16 for a
+span id, ``""`` for "no parent"), the form OTLP/JSON and W3C ``traceparent`` use.
+Times are integer nanoseconds since the Unix epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum, StrEnum
+from typing import Any
+from urllib.parse import urlsplit
+
+AttrValue = str | bool | int | float | bytes | list[Any] | dict[str, Any] | None
+Attributes = Mapping[str, Any]
+
+SOURCE_OTLP = "otlp"
+SOURCE_EBPF = "ebpf"
+SOURCE_REPLAY = "replay"
+SOURCES = (SOURCE_OTLP, SOURCE_REPLAY, SOURCE_EBPF)
+
+_EMPTY: Mapping[str, Any] = {}
+
+
+class SpanKind(IntEnum):
+    """OTLP span kinds, with the OTLP numeric values."""
+
+    UNSPECIFIED = 0
+    INTERNAL = 1
+    SERVER = 2
+    CLIENT = 3
+    PRODUCER = 4
+    CONSUMER = 5
+
+
+class StatusCode(IntEnum):
+    """OTLP status codes, with the OTLP numeric values."""
+
+    UNSET = 0
+    OK = 1
+    ERROR = 2
+
+
+class Severity(IntEnum):
+    """Finding severity; ordered, so ``max()`` picks the worst."""
+
+    INFO = 1
+    LOW = 2
+    MEDIUM = 3
+    HIGH = 4
+    CRITICAL = 5
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, text: str | int | Severity) -> Severity:
+        if isinstance(text, Severity):
+            return text
+        if isinstance(text, int):
+            return cls(text)
+        return cls[text.strip().upper()]
+
+
+class NodeKind(StrEnum):
+    """What a node of the call graph stands for."""
+
+    SERVICE = "service"
+    DATABASE = "database"
+    EXTERNAL = "external"
+    FUNCTION = "function"
+    CLIENT = "client"
+    INGRESS = "ingress"
+    QUEUE = "queue"
+
+
+# --------------------------------------------------------------------------- spans
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """The entity that produced spans: a service instance, a function, a process.
+
+    Built once per OTLP ``ResourceSpans`` (or per traced process) and shared by
+    all its spans.
+    """
+
+    service_name: str
+    attributes: Attributes = field(default_factory=dict)
+    namespace: str = ""
+    instance_id: str = ""
+    environment: str = ""
+    container_id: str = ""
+
+    @classmethod
+    def from_attributes(cls, attributes: Attributes) -> Resource:
+        get = attributes.get
+        name = get("service.name")
+        if not name or not isinstance(name, str):
+            name = get("faas.name") or get("process.executable.name") or "unknown_service"
+        return cls(
+            service_name=str(name),
+            attributes=attributes,
+            namespace=str(get("service.namespace") or ""),
+            instance_id=str(get("service.instance.id") or get("faas.instance") or ""),
+            environment=str(
+                get("deployment.environment.name") or get("deployment.environment") or ""
+            ),
+            container_id=str(get("container.id") or ""),
+        )
+
+    def prefixed(self, prefix: str) -> dict[str, Any]:
+        """Resource attributes under one namespace, e.g. ``prefixed("k8s.")``."""
+        return {k: v for k, v in self.attributes.items() if k.startswith(prefix)}
+
+    @property
+    def k8s(self) -> dict[str, Any]:
+        return self.prefixed("k8s.")
+
+    @property
+    def cloud(self) -> dict[str, Any]:
+        return self.prefixed("cloud.")
+
+    @property
+    def faas(self) -> dict[str, Any]:
+        return self.prefixed("faas.")
+
+
+@dataclass(frozen=True, slots=True)
+class SpanEvent:
+    name: str
+    time_ns: int
+    attributes: Attributes = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SpanLink:
+    trace_id: str
+    span_id: str
+    attributes: Attributes = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ExceptionInfo:
+    type: str
+    message: str
+    stacktrace: str
+
+
+@dataclass(frozen=True, slots=True)
+class HttpView:
+    """HTTP facts of a span, whichever semantic-convention version emitted them.
+
+    ``request_headers``/``response_headers`` hold captured header values keyed by
+    lowercase header name (``http.request.header.<name>``); multiple values are
+    joined with ``", "``. ``request_body``/``response_body`` are excerpts, only
+    present when a collector (eBPF) saw the bytes.
+    """
+
+    method: str = ""
+    route: str = ""
+    path: str = ""
+    query: str = ""
+    url: str = ""
+    scheme: str = ""
+    status_code: int = 0
+    server_address: str = ""
+    server_port: int = 0
+    client_address: str = ""
+    network_peer_address: str = ""
+    network_peer_port: int = 0
+    peer_service: str = ""
+    user_agent: str = ""
+    protocol_version: str = ""
+    request_headers: Mapping[str, str] = field(default_factory=dict)
+    response_headers: Mapping[str, str] = field(default_factory=dict)
+    request_body_size: int | None = None
+    response_body_size: int | None = None
+    request_body: str | None = None
+    response_body: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RpcView:
+    system: str = ""
+    service: str = ""
+    method: str = ""
+    grpc_status: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessagingView:
+    system: str = ""
+    destination: str = ""
+    operation: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DbView:
+    system: str = ""
+    name: str = ""
+    statement: str = ""
+    operation: str = ""
+    server_address: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FaasView:
+    trigger: str = ""
+    invoked_name: str = ""
+    invoked_provider: str = ""
+    invoked_region: str = ""
+    coldstart: bool | None = None
+    name: str = ""
+    invocation_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """One observed operation, the unit every collector produces.
+
+    Build spans with :func:`make_span` so the normalised views are filled in.
+    """
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    resource: Resource
+    name: str
+    kind: SpanKind
+    start_ns: int
+    end_ns: int
+    status_code: StatusCode = StatusCode.UNSET
+    status_message: str = ""
+    attributes: Attributes = field(default_factory=dict)
+    events: tuple[SpanEvent, ...] = ()
+    links: tuple[SpanLink, ...] = ()
+    source: str = SOURCE_OTLP
+    scope_name: str = ""
+    http: HttpView | None = None
+    rpc: RpcView | None = None
+    messaging: MessagingView | None = None
+    db: DbView | None = None
+    faas: FaasView | None = None
+    enduser_id: str = ""
+
+    @property
+    def service(self) -> str:
+        return self.resource.service_name
+
+    @property
+    def duration_ns(self) -> int:
+        return max(0, self.end_ns - self.start_ns)
+
+    @property
+    def is_error(self) -> bool:
+        if self.status_code == StatusCode.ERROR:
+            return True
+        if self.http is not None and self.http.status_code >= 500:
+            return True
+        rpc = self.rpc
+        return rpc is not None and rpc.grpc_status is not None and rpc.grpc_status != 0
+
+    @property
+    def exceptions(self) -> tuple[ExceptionInfo, ...]:
+        out = []
+        for ev in self.events:
+            if ev.name == "exception":
+                a = ev.attributes
+                out.append(
+                    ExceptionInfo(
+                        type=str(a.get("exception.type") or ""),
+                        message=str(a.get("exception.message") or ""),
+                        stacktrace=str(a.get("exception.stacktrace") or ""),
+                    )
+                )
+        return tuple(out)
+
+
+# ------------------------------------------------------------------ normalisation
+
+
+def _first(get: Any, *names: str) -> Any:
+    for n in names:
+        v = get(n)
+        if v is not None and v != "":
+            return v
+    return None
+
+
+def _as_int(v: Any) -> int:
+    if v is None or isinstance(v, bool):
+        return 0
+    if isinstance(v, int):
+        return v
+    try:
+        return int(str(v).strip())
+    except ValueError:
+        return 0
+
+
+def _as_opt_int(v: Any) -> int | None:
+    if v is None or isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return v
+    try:
+        return int(str(v).strip())
+    except ValueError:
+        return None
+
+
+def _header_text(v: Any) -> str:
+    if isinstance(v, (list, tuple)):
+        return ", ".join(str(x) for x in v)
+    return str(v)
+
+
+_REQ_HDR = "http.request.header."
+_RESP_HDR = "http.response.header."
+
+
+def _headers(attributes: Attributes) -> tuple[dict[str, str], dict[str, str]]:
+    req: dict[str, str] = {}
+    resp: dict[str, str] = {}
+    for k, v in attributes.items():
+        if k.startswith("http.") and ".header." in k:
+            if k.startswith(_REQ_HDR):
+                req[k[len(_REQ_HDR) :].lower().replace("_", "-")] = _header_text(v)
+            elif k.startswith(_RESP_HDR):
+                resp[k[len(_RESP_HDR) :].lower().replace("_", "-")] = _header_text(v)
+    return req, resp
+
+
+def _split_target(target: str) -> tuple[str, str]:
+    path, _, query = target.partition("?")
+    path, _, _frag = path.partition("#")
+    return path, query
+
+
+def http_view(attributes: Attributes, kind: SpanKind) -> HttpView | None:
+    """Read the HTTP facts of a span, or ``None`` when it is not an HTTP span."""
+    get = attributes.get
+    method = get("http.request.method") or get("http.method")
+    url = get("url.full") or get("http.url") or ""
+    target = get("http.target")
+    path = get("url.path")
+    if not method and not url and path is None and target is None and get("http.route") is None:
+        return None
+    url = str(url)
+    parsed = None
+    if url:
+        try:
+            parsed = urlsplit(url)
+        except ValueError:
+            parsed = None
+    query = get("url.query")
+    if path is None:
+        if target is not None:
+            path, tq = _split_target(str(target))
+            if query is None:
+                query = tq
+        elif parsed is not None:
+            path = parsed.path or "/"
+            if query is None:
+                query = parsed.query
+    elif query is None and target is not None:
+        query = _split_target(str(target))[1]
+    scheme = get("url.scheme") or get("http.scheme") or (parsed.scheme if parsed else "")
+    client_side = kind == SpanKind.CLIENT
+    if client_side:
+        server_address = _first(get, "server.address", "net.peer.name", "http.host")
+        server_port = _first(get, "server.port", "net.peer.port")
+    else:
+        server_address = _first(get, "server.address", "net.host.name", "http.host")
+        server_port = _first(get, "server.port", "net.host.port")
+    if server_address is None and parsed is not None:
+        try:
+            server_address = parsed.hostname
+            if server_port is None:
+                server_port = parsed.port
+        except ValueError:
+            pass
+    server_address = str(server_address or "")
+    if ":" in server_address and server_address.count(":") == 1:
+        host, _, port = server_address.partition(":")
+        if port.isdigit():
+            server_address = host
+            if server_port is None:
+                server_port = int(port)
+    peer_addr = _first(get, "network.peer.address", "net.sock.peer.addr", "net.peer.ip")
+    peer_port = _first(get, "network.peer.port", "net.sock.peer.port")
+    if client_side:
+        client_address = _first(get, "client.address")
+    else:
+        client_address = _first(get, "client.address", "http.client_ip", "net.peer.ip")
+        if client_address is None:
+            client_address = peer_addr
+    if client_side and peer_port is None:
+        peer_port = get("net.peer.port")
+    req_h, resp_h = _headers(attributes)
+    req_size = _first(
+        get, "http.request.body.size", "http.request_content_length", "http.request.size"
+    )
+    if req_size is None and "content-length" in req_h:
+        req_size = req_h["content-length"]
+    resp_size = _first(
+        get, "http.response.body.size", "http.response_content_length", "http.response.size"
+    )
+    if resp_size is None and "content-length" in resp_h:
+        resp_size = resp_h["content-length"]
+    ua = _first(get, "user_agent.original", "http.user_agent") or req_h.get("user-agent") or ""
+    proto = _first(get, "network.protocol.version", "http.flavor") or ""
+    req_body = get("http.request.body")
+    resp_body = get("http.response.body")
+    return HttpView(
+        method=str(method or "").upper(),
+        route=str(get("http.route") or ""),
+        path=str(path or ""),
+        query=str(query or ""),
+        url=url,
+        scheme=str(scheme or "").lower(),
+        status_code=_as_int(_first(get, "http.response.status_code", "http.status_code")),
+        server_address=server_address,
+        server_port=_as_int(server_port),
+        client_address=str(client_address or ""),
+        network_peer_address=str(peer_addr or ""),
+        network_peer_port=_as_int(peer_port),
+        peer_service=str(get("peer.service") or ""),
+        user_agent=str(ua),
+        protocol_version=str(proto),
+        request_headers=req_h,
+        response_headers=resp_h,
+        request_body_size=_as_opt_int(req_size),
+        response_body_size=_as_opt_int(resp_size),
+        request_body=None if req_body is None else str(req_body),
+        response_body=None if resp_body is None else str(resp_body),
+    )
+
+
+def rpc_view(attributes: Attributes) -> RpcView | None:
+    get = attributes.get
+    system = get("rpc.system")
+    if not system:
+        return None
+    status = _first(get, "rpc.grpc.status_code")
+    return RpcView(
+        system=str(system),
+        service=str(get("rpc.service") or ""),
+        method=str(get("rpc.method") or ""),
+        grpc_status=_as_opt_int(status),
+    )
+
+
+def messaging_view(attributes: Attributes) -> MessagingView | None:
+    get = attributes.get
+    system = get("messaging.system")
+    if not system:
+        return None
+    return MessagingView(
+        system=str(system),
+        destination=str(
+            _first(get, "messaging.destination.name", "messaging.destination") or ""
+        ),
+        operation=str(
+            _first(get, "messaging.operation.type", "messaging.operation") or ""
+        ),
+    )
+
+
+def db_view(attributes: Attributes) -> DbView | None:
+    get = attributes.get
+    system = _first(get, "db.system.name", "db.system")
+    if not system:
+        return None
+    return DbView(
+        system=str(system),
+        name=str(_first(get, "db.namespace", "db.name") or ""),
+        statement=str(_first(get, "db.query.text", "db.statement") or ""),
+        operation=str(_first(get, "db.operation.name", "db.operation") or ""),
+        server_address=str(_first(get, "server.address", "net.peer.name") or ""),
+    )
+
+
+def faas_view(attributes: Attributes, resource: Resource) -> FaasView | None:
+    get = attributes.get
+    rget = resource.attributes.get
+    trigger = get("faas.trigger")
+    invoked = get("faas.invoked_name")
+    rname = rget("faas.name")
+    if not trigger and not invoked and not rname and get("faas.coldstart") is None:
+        return None
+    cold = get("faas.coldstart")
+    return FaasView(
+        trigger=str(trigger or ""),
+        invoked_name=str(invoked or ""),
+        invoked_provider=str(get("faas.invoked_provider") or ""),
+        invoked_region=str(get("faas.invoked_region") or ""),
+        coldstart=None if cold is None else bool(cold),
+        name=str(rname or ""),
+        invocation_id=str(_first(get, "faas.invocation_id", "faas.execution") or ""),
+    )
+
+
+def make_span(
+    *,
+    trace_id: str,
+    span_id: str,
+    parent_span_id: str,
+    resource: Resource,
+    name: str,
+    kind: SpanKind | int,
+    start_ns: int,
+    end_ns: int,
+    status_code: StatusCode | int = StatusCode.UNSET,
+    status_message: str = "",
+    attributes: Attributes | None = None,
+    events: tuple[SpanEvent, ...] = (),
+    links: tuple[SpanLink, ...] = (),
+    source: str = SOURCE_OTLP,
+    scope_name: str = "",
+) -> Span:
+    """Build a :class:`Span` and compute its normalised views, once."""
+    attrs = attributes if attributes is not None else {}
+    k = kind if isinstance(kind, SpanKind) else _KINDS.get(kind, SpanKind.UNSPECIFIED)
+    sc = status_code if isinstance(status_code, StatusCode) else _STATUS.get(status_code, StatusCode.UNSET)
+    return Span(
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_span_id=parent_span_id,
+        resource=resource,
+        name=name,
+        kind=k,
+        start_ns=start_ns,
+        end_ns=end_ns,
+        status_code=sc,
+        status_message=status_message,
+        attributes=attrs,
+        events=events,
+        links=links,
+        source=source,
+        scope_name=scope_name,
+        http=http_view(attrs, k),
+        rpc=rpc_view(attrs) if "rpc.system" in attrs else None,
+        messaging=messaging_view(attrs) if "messaging.system" in attrs else None,
+        db=db_view(attrs) if ("db.system" in attrs or "db.system.name" in attrs) else None,
+        faas=faas_view(attrs, resource),
+        enduser_id=str(attrs.get("enduser.id") or ""),
+    )
+
+
+_KINDS = {int(k): k for k in SpanKind}
+_STATUS = {int(s): s for s in StatusCode}
+
+
+# ---------------------------------------------------------------- derived types
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One API operation in the inventory: (service, method, route template)."""
+
+    service: str
+    method: str
+    route: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.service} {self.method} {self.route}"
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A vertex of the call graph."""
+
+    id: str
+    kind: NodeKind
+    name: str = ""
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """A directed edge of the call graph (statistics live in the graph enricher)."""
+
+    client: str
+    server: str
+    connection_type: str = "http"
+
+    @property
+    def key(self) -> str:
+        return f"{self.client}->{self.server}/{self.connection_type}"
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """What a finding is about. Unset fields are empty strings."""
+
+    service: str = ""
+    method: str = ""
+    route: str = ""
+    client: str = ""
+    server: str = ""
+    host: str = ""
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {k: getattr(self, k) for k in self.__slots__ if getattr(self, k)}  # type: ignore[attr-defined]
+
+    @property
+    def key(self) -> str:
+        return "|".join(getattr(self, k) for k in self.__slots__)  # type: ignore[attr-defined]
+
+    @property
+    def label(self) -> str:
+        parts = []
+        if self.client or self.server:
+            parts.append(f"{self.client or '?'} -> {self.server or '?'}")
+        elif self.service:
+            parts.append(self.service)
+        if self.method or self.route:
+            parts.append(f"{self.method} {self.route}".strip())
+        if self.host:
+            parts.append(self.host)
+        if self.detail:
+            parts.append(self.detail)
+        return " ".join(parts) or "-"
+
+
+def finding_id(rule: str, subject: Subject) -> str:
+    """Stable id of a finding: two agents that see the same problem agree on it."""
+    h = hashlib.sha256(f"{rule}\x1f{subject.key}".encode()).hexdigest()
+    return h[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One observation of a problem. The findings store merges observations that
+    share an id (rule + subject) into one finding with a count and a time range.
+
+    ``evidence`` only ever holds redacted values (masked forms, keyed hashes,
+    counts); never a raw sensitive value.
+    """
+
+    rule: str
+    title: str
+    severity: Severity
+    subject: Subject
+    first_seen_ns: int
+    last_seen_ns: int
+    count: int = 1
+    owasp: str | None = None
+    confidence: float = 1.0
+    explanation: str = ""
+    remediation: str = ""
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    trace_ids: tuple[str, ...] = ()
+    span_ids: tuple[str, ...] = ()
+    compliance: tuple[str, ...] = ()
+    category: str = ""
+
+    @property
+    def id(self) -> str:
+        return finding_id(self.rule, self.subject)
+
+
+def ns_to_iso(ns: int) -> str:
+    """Nanoseconds since the epoch as an ISO 8601 UTC string (ms precision)."""
+    import datetime as _dt
+
+    if ns <= 0:
+        return ""
+    dt = _dt.datetime.fromtimestamp(ns / 1e9, tz=_dt.UTC)
+    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class SpanSink:
+    """Where collectors hand their spans. Implementations must not block.
+
+    ``offer`` returns ``True`` when the batch was accepted, ``False`` when the
+    sink is full (the receiver then answers "retry later": gRPC
+    ``RESOURCE_EXHAUSTED`` or HTTP 429). It must not raise.
+    """
+
+    def offer(self, batch: list[Span], source: str) -> bool:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def count_rejected(self, source: str, reason: str, n: int) -> None:  # pragma: no cover
+        """Record ``n`` spans (or requests, for whole-request errors) refused for ``reason``."""
+        raise NotImplementedError
+
+
+# ------------------------------------------------------- evidence read at the edge
+
+API_KEY_HEADERS = ("x-api-key", "api-key", "apikey", "x-api-token", "x-auth-token", "ocp-apim-subscription-key")
+
+
+def auth_evidence(span: Span) -> tuple[str, ...] | None:
+    """Authentication schemes a span shows (never the credential itself).
+
+    Returns a sorted tuple of scheme names (``bearer``, ``jwt``, ``basic``,
+    ``apikey``, ``mtls``, ``enduser``, or the lowercased scheme word of an
+    ``Authorization`` header), ``()`` when headers were captured and show no
+    credential, and ``None`` when there is no evidence either way (no request
+    headers captured and no identity attribute): the honest "unknown".
+    """
+    schemes: set[str] = set()
+    http = span.http
+    attrs = span.attributes
+    captured = False
+    if http is not None and http.request_headers:
+        captured = True
+        h = http.request_headers
+        authz = h.get("authorization") or h.get("proxy-authorization")
+        if authz:
+            word, _, rest = authz.strip().partition(" ")
+            w = word.lower()
+            schemes.add(w if rest else "token")
+            if w == "bearer" and rest.count(".") == 2 and rest.startswith("eyJ"):
+                schemes.add("jwt")
+        for k in API_KEY_HEADERS:
+            if h.get(k):
+                schemes.add("apikey")
+                break
+        if "cookie" in h and ("session" in h["cookie"].lower() or "token" in h["cookie"].lower()):
+            schemes.add("cookie")
+    if http is not None and http.query and ("api_key=" in http.query or "apikey=" in http.query):
+        schemes.add("apikey")
+        captured = True
+    if span.enduser_id:
+        schemes.add("enduser")
+        captured = True
+    if attrs.get("tls.client.certificate") or attrs.get("tls.client.subject") or attrs.get("tls.client.hash.sha256"):
+        schemes.add("mtls")
+        captured = True
+    if not captured:
+        return None
+    return tuple(sorted(schemes))
+
+
+def tls_evidence(span: Span) -> bool | None:
+    """``True`` when the call used TLS, ``False`` when it was plaintext, ``None`` unknown."""
+    http = span.http
+    attrs = span.attributes
+    if attrs.get("tls.protocol.version") or attrs.get("tls.established") or attrs.get("tls.cipher"):
+        return True
+    if http is not None:
+        if http.scheme == "https":
+            return True
+        if http.scheme == "http":
+            return False
+        if http.url.startswith("https://"):
+            return True
+        if http.url.startswith("http://"):
+            return False
+    if span.rpc is not None and span.rpc.system == "grpc":
+        return None
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One observed call over a call-graph edge.
+
+    Published each batch by the call-graph enricher in ``state.batch.calls`` for
+    the enrichers that run after it (zero trust, abuse). ``span`` is the span that
+    best describes the call: the server span when it was paired or reported,
+    else the client span.
+    """
+
+    client: str
+    server: str
+    client_kind: NodeKind
+    server_kind: NodeKind
+    connection_type: str
+    span: Span
+    client_span: Span | None = None
+    server_span: Span | None = None
+    endpoint: Endpoint | None = None
+    tls: bool | None = None
+    auth: tuple[str, ...] | None = None
+
+    @property
+    def edge(self) -> Edge:
+        return Edge(self.client, self.server, self.connection_type)

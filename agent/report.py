@@ -1,0 +1,173 @@
+"""Views of State shared by the query API, ``replay --report`` and ``report``.
+
+Each enricher's State part renders itself (``report()``); this module only
+assembles, filters and formats. Every view is computed under ``state.lock`` and
+returns plain JSON-able data.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from agent.model import Severity
+
+if TYPE_CHECKING:
+    from agent.state import State
+
+
+def _part_report(state: State, name: str, default: Any) -> Any:
+    part = state.parts.get(name)
+    fn = getattr(part, "report", None)
+    if fn is None:
+        return default
+    return fn()
+
+
+def graph_view(state: State) -> dict[str, Any]:
+    with state.lock:
+        g = _part_report(state, "callgraph", None)
+        if g is None:
+            nodes = [{"id": s, "kind": "service"} for s in sorted(state.services)]
+            return {"nodes": nodes, "edges": []}
+        zt = state.parts.get("zerotrust")
+        verdict = getattr(zt, "verdict", None)
+        if verdict is not None:
+            for e in g.get("edges", []):
+                e.setdefault("verdict", verdict(e["client"], e["server"], e.get("connection_type", "http")))
+        return dict(g)
+
+
+def inventory_view(state: State, *, service: str = "", lifecycle: str = "") -> list[dict[str, Any]]:
+    with state.lock:
+        inv = list(_part_report(state, "inventory", []))
+    if service:
+        inv = [e for e in inv if e.get("service") == service]
+    if lifecycle:
+        inv = [e for e in inv if e.get("lifecycle") == lifecycle]
+    return inv
+
+
+def endpoint_view(state: State, service: str, method: str, route: str) -> dict[str, Any] | None:
+    with state.lock:
+        part = state.parts.get("inventory")
+        fn = getattr(part, "endpoint", None)
+        d = fn(service, method, route) if fn is not None else None
+        if d is None:
+            return None
+        d = dict(d)
+        d["findings"] = [
+            r.to_dict()
+            for r in state.findings.records()
+            if r.finding.subject.service == service
+            and (not r.finding.subject.route or r.finding.subject.route == route)
+            and (not r.finding.subject.method or r.finding.subject.method == method)
+        ]
+        return d
+
+
+def findings_view(
+    state: State,
+    *,
+    severity: str = "",
+    rule: str = "",
+    service: str = "",
+    owasp: str = "",
+    include_muted: bool = True,
+) -> list[dict[str, Any]]:
+    min_sev = Severity.parse(severity) if severity else None
+    with state.lock:
+        recs = state.findings.records()
+        out = []
+        for r in recs:
+            f = r.finding
+            if min_sev is not None and f.severity < min_sev:
+                continue
+            if rule and not f.rule.startswith(rule):
+                continue
+            if service and service not in (f.subject.service, f.subject.client, f.subject.server):
+                continue
+            if owasp and (f.owasp or "") != owasp:
+                continue
+            if r.muted and not include_muted:
+                continue
+            out.append(r.to_dict())
+    out.sort(key=lambda d: (-Severity.parse(d["severity"]), -d["count"], d["rule"], d["id"]))
+    return out
+
+
+def traces_view(state: State, **filters: str) -> list[dict[str, Any]]:
+    with state.lock:
+        store = state.parts.get("traces")
+        return store.list(**filters) if store is not None else []
+
+
+def trace_view(state: State, trace_id: str) -> dict[str, Any] | None:
+    with state.lock:
+        store = state.parts.get("traces")
+        return store.get(trace_id) if store is not None else None
+
+
+def verdicts_view(state: State) -> list[dict[str, Any]]:
+    with state.lock:
+        return list(_part_report(state, "zerotrust", []))
+
+
+def build_report(state: State, stats: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The report object of ``replay --report json`` and ``report --format json``."""
+    out: dict[str, Any] = {
+        "graph": graph_view(state),
+        "inventory": inventory_view(state),
+        "findings": findings_view(state),
+    }
+    if stats is not None:
+        out["stats"] = stats
+    return out
+
+
+def _md_escape(s: Any) -> str:
+    return str(s).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(rep: dict[str, Any]) -> str:
+    lines = ["# apiward report", ""]
+    st = rep.get("stats")
+    if st:
+        lines += [
+            f"Spans analysed: {st.get('spans_processed', 0)}; services: {len(st.get('services', []))}; "
+            f"findings: {len(rep['findings'])}.",
+            "",
+        ]
+    lines += ["## Findings", ""]
+    if rep["findings"]:
+        lines += ["| severity | rule | OWASP | subject | count | title |", "|---|---|---|---|---|---|"]
+        for f in rep["findings"]:
+            lines.append(
+                f"| {f['severity']} | {_md_escape(f['rule'])} | {f['owasp'] or ''} | "
+                f"{_md_escape(f.get('subject_label', ''))} | {f['count']} | {_md_escape(f['title'])} |"
+            )
+    else:
+        lines.append("No findings.")
+    lines += ["", "## Service graph", ""]
+    g = rep["graph"]
+    node_list = ", ".join(f"{n['id']} ({n['kind']})" for n in g["nodes"]) or "none"
+    lines.append(f"Nodes: {node_list}")
+    lines.append("")
+    if g["edges"]:
+        lines += ["| client | server | type | calls | errors | p95 ms | TLS | auth |", "|---|---|---|---|---|---|---|---|"]
+        for e in g["edges"]:
+            lines.append(
+                f"| {_md_escape(e['client'])} | {_md_escape(e['server'])} | {e.get('connection_type', '')} | "
+                f"{e.get('calls', 0)} | {e.get('errors', 0)} | {e.get('p95_ms', '')} | {e.get('tls', '')} | "
+                f"{_md_escape(', '.join(e.get('auth') or []) if isinstance(e.get('auth'), list) else e.get('auth', ''))} |"
+            )
+    lines += ["", "## API inventory", ""]
+    if rep["inventory"]:
+        lines += ["| service | method | route | calls | lifecycle | sensitive |", "|---|---|---|---|---|---|"]
+        for ep in rep["inventory"]:
+            lines.append(
+                f"| {_md_escape(ep['service'])} | {ep['method']} | {_md_escape(ep['route'])} | {ep.get('calls', 0)} | "
+                f"{ep.get('lifecycle', '')} | {_md_escape(', '.join(ep.get('sensitive_types') or []))} |"
+            )
+    else:
+        lines.append("No endpoints.")
+    return "\n".join(lines) + "\n"
