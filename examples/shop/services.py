@@ -31,6 +31,7 @@ os.environ.setdefault(
 )
 os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
 
+import requests  # noqa: E402
 from flask import Flask, Response, jsonify, request  # noqa: E402
 from opentelemetry import context, propagate, trace  # noqa: E402
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter  # noqa: E402
@@ -41,8 +42,6 @@ from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: E402
 from opentelemetry.trace import SpanKind  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
-
-import requests  # noqa: E402
 
 SERVICE_TOKEN = "svc-internal-7c1f"  # what internal callers put in X-Api-Key
 ORDERS: dict[int, dict[str, Any]] = {
