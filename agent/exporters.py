@@ -285,7 +285,9 @@ def make_log_exporter(target: ExportTarget, timeout: float) -> Any:
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 
         return OTLPLogExporter(endpoint=target.endpoint, timeout=timeout)
-    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogExporter
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import (
+        OTLPLogExporter as HttpLogExporter,
+    )
 
     return HttpLogExporter(endpoint=target.endpoint, timeout=timeout)
 
@@ -752,8 +754,10 @@ class ServiceGraphMetricsExporter:
         with state.lock:
             start = self.hist.start_ns
             edges = self._edges()
-            hist = {k: {kk: (list(vv) if isinstance(vv, list) else vv) for kk, vv in v.items()}
-                    for k, v in self.hist.edges.items()}
+            hist: dict[tuple[str, str, str], dict[str, Any]] = {
+                k: {kk: (list(vv) if isinstance(vv, list) else vv) for kk, vv in v.items()}
+                for k, v in self.hist.edges.items()
+            }
             flows = dict(self.hist.flows)
             by_rule: dict[tuple[str, str], list[int]] = {}
             for r in state.findings.records():
@@ -769,11 +773,17 @@ class ServiceGraphMetricsExporter:
             return Metric(name=name, description=desc, unit=unit,
                           data=Sum(data_points=points, aggregation_temporality=cum, is_monotonic=True))
 
-        req, failed, by_verdict, lat_server, lat_client = [], [], [], [], []
+        req: list[Any] = []
+        failed: list[Any] = []
+        by_verdict: list[Any] = []
+        lat_server: list[Any] = []
+        lat_client: list[Any] = []
         for e in edges:
             client, server, ctype = e["client"], e["server"], e["connection_type"]
-            labels = {"client": client, "server": server,
-                      "connection_type": servicegraph_connection_type(ctype)}
+            sg_type = servicegraph_connection_type(ctype)
+            if not sg_type and e["virtual"]:
+                sg_type = "virtual_node"
+            labels = {"client": client, "server": server, "connection_type": sg_type}
             req.append(num(labels, int(e["calls"])))
             failed.append(num(labels, int(e["errors"])))
             by_verdict.append(num({"client": client, "server": server, "connection_type": ctype,
@@ -831,7 +841,9 @@ class ServiceGraphMetricsExporter:
         if report is None:
             return []
         try:
-            raw = report().get("edges") or []
+            rep = report()
+            raw = rep.get("edges") or []
+            virtual = {str(_get(n, "id")) for n in rep.get("nodes") or () if _get(n, "virtual")}
         except Exception:  # noqa: BLE001 - a half-built part must not stop export
             log.debug("call-graph report failed", exc_info=True)
             return []
@@ -853,6 +865,7 @@ class ServiceGraphMetricsExporter:
                 "client": str(client), "server": str(server), "connection_type": ctype,
                 "calls": int(_get(e, "calls") or 0), "errors": int(_get(e, "errors") or 0),
                 "verdict": str(getattr(verdict, "value", verdict) or "unknown"),
+                "virtual": client in virtual or server in virtual,
             })
         return out
 

@@ -34,6 +34,7 @@ class Agent:
         self.enrichers = build_enrichers(config)
         if self.store is not None:
             self.store.load(self.state)
+            self._materialise_parts()
         self.pipeline = Pipeline(
             self.state,
             self.enrichers,
@@ -52,6 +53,19 @@ class Agent:
         self.started_ns = time.time_ns()
 
     # ----------------------------------------------------------------- parts
+    def _materialise_parts(self) -> None:
+        """Let every enricher create (and so restore) its State part before traffic.
+
+        Parts are created on first use; an empty batch makes that happen at start,
+        so a restarted agent serves its graph and inventory right away.
+        """
+        with self.state.lock:
+            for e in self.enrichers:
+                try:
+                    e.process([], self.state)
+                except Exception:  # noqa: BLE001 - an enricher that cannot take an empty batch
+                    log.debug("enricher %s did not take an empty batch", e.name)
+
     def _start_optional(self) -> None:
         cfg = self.config
         if cfg.ebpf:
@@ -174,6 +188,7 @@ class Agent:
             time.sleep(0.01)
         self.pipeline.wait_idle(timeout=600)
         self.pipeline.tick_now()
+        self.pipeline.tick_now()  # an idle tick: the call graph resolves spans still waiting for a partner
         return total
 
 

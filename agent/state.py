@@ -124,6 +124,7 @@ class FindingStore:
         self._records: dict[str, FindingRecord] = {}
         self._seq = 0
         self.max_findings = max_findings
+        self.history_max_age_ns = 7 * 86_400 * 1_000_000_000  # finding history kept for 7 days
         self.listeners: list[Callable[[FindingRecord, bool], None]] = []
         self.evicted = 0
 
@@ -173,6 +174,9 @@ class FindingStore:
             rec.history.append((obs.last_seen_ns, rec.finding.count))
         else:
             rec.history[-1] = (obs.last_seen_ns, rec.finding.count)
+        cutoff = rec.finding.last_seen_ns - self.history_max_age_ns
+        if rec.history[0][0] < cutoff:  # age cap: drop samples older than the window
+            rec.history = [h for h in rec.history if h[0] >= cutoff] or rec.history[-1:]
         for cb in self.listeners:
             cb(rec, False)
         return rec
