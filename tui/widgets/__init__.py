@@ -1,0 +1,1 @@
+"""Reusable widgets of the apiward TUI; each owns its DEFAULT_CSS."""
