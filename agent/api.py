@@ -244,14 +244,14 @@ def _make_handler(api: QueryApi) -> type[BaseHTTPRequestHandler]:
 
         def _events(self) -> None:
             """Server-sent events: ``stats`` every second, ``finding`` on open/change."""
+            state = api.agent.state
+            seq = state.findings.seq  # before the headers: the client may act on them at once
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Cache-Control", "no-cache")
             self.send_header("Connection", "close")
             self.end_headers()
             self.close_connection = True
-            state = api.agent.state
-            seq = state.findings.seq
             try:
                 while not api._stopping.is_set():
                     with state.lock:

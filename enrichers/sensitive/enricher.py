@@ -1,0 +1,534 @@
+"""The sensitive-data enricher: finds sensitive values in every span, keeps only their
+masked form and keyed hash, and reports where they should not be.
+
+It runs first in the enricher order and publishes, per span, the detections of
+that batch in ``state.batch.sensitive[span_id]`` (:class:`Detection`: type,
+where, direction, masked, hash, offsets — never a raw value) for the enrichers
+after it and for the redacting forwarder. Per endpoint and per edge it keeps
+which sensitive types travel in which direction (:class:`SensitiveFacts`, the
+State part ``"sensitive"``), for the inventory and the excessive-data-exposure
+check.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from agent.model import Finding, Resource, Severity, Span, SpanKind, Subject, tls_evidence
+from enrichers.base import Enricher
+from enrichers.sensitive.recognizer import CREDENTIAL, FINANCIAL, HEALTH, NETWORK, THRESHOLD
+from enrichers.sensitive.scanner import Match, SensitiveDataScanner
+
+if TYPE_CHECKING:
+    from agent.config import Config
+    from agent.state import State
+
+REQUEST = "request"
+RESPONSE = "response"
+TELEMETRY = "telemetry"
+
+URL_KEYS = frozenset({"url.full", "http.url", "http.target", "url.path", "url.query"})
+_REQUEST_KEYS = frozenset({"db.statement", "db.query.text", "http.request.body", "messaging.message.body"})
+_RESPONSE_KEYS = frozenset({"http.response.body"})
+_AUTH_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "x-api-key", "api-key", "apikey", "x-auth-token",
+     "cookie", "x-api-token", "ocp-apim-subscription-key"}
+)  # fmt: skip
+#: Types reported as facts but never raised as findings on their own.
+_INFO_TYPES = frozenset({"PRIVATE_IP_ADDRESS"})
+_NATIONAL_IDS = frozenset(
+    {"US_SSN", "US_ITIN", "UK_NINO", "CA_SIN", "IN_AADHAAR", "IN_PAN", "BR_CPF", "ES_NIF",
+     "ES_NIE", "PASSPORT", "DRIVER_LICENSE"}
+)  # fmt: skip
+_SEGMENT_ID = re.compile(r"^(?:\d+|[0-9a-fA-F-]{8,}|[A-Za-z0-9_-]{20,}|.*\d.*\d.*\d.*)$")
+_PARAM = re.compile(r"^(?:\{[^}]*\}|:[^/]+|<[^>]+>|\*)$")
+_MAX_KEYS = 20_000
+#: Attributes whose values are protocol facts (methods, schemes, versions, route
+#: templates, host names), never user data: not scanned, which keeps the hot path short.
+SKIP_KEYS = frozenset(
+    {"http.request.method", "http.method", "url.scheme", "http.scheme", "network.protocol.version",
+     "network.protocol.name", "http.flavor", "http.route", "server.address", "net.peer.name",
+     "net.host.name", "http.host", "http.server_name", "peer.service", "rpc.system", "rpc.service",
+     "rpc.method", "db.system", "db.system.name", "db.operation", "db.operation.name",
+     "messaging.system", "messaging.operation", "otel.status_code", "otel.scope.name",
+     "network.transport", "network.type", "span.kind", "service.name", "service.version",
+     "telemetry.sdk.name", "telemetry.sdk.language", "telemetry.sdk.version", "os.type",
+     "host.arch", "process.runtime.name", "process.runtime.version", "faas.trigger"}
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """One sensitive value seen in a span, redacted.
+
+    ``where`` is the attribute key (``url.full``, ``http.request.header.x-api-key``),
+    ``event[2]:exception.message`` for an event attribute, ``resource:<key>`` for a
+    resource attribute, or ``span.name`` / ``status.message``; ``start``/``end`` are
+    character offsets in that value (``index`` the element of a list value).
+    """
+
+    type: str
+    where: str
+    direction: str
+    masked: str
+    hash: str
+    start: int
+    end: int
+    score: float
+    category: str
+    index: int = -1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "where": self.where,
+            "direction": self.direction,
+            "masked": self.masked,
+            "hash": self.hash,
+        }
+
+
+def direction_of(key: str) -> str:
+    """Which way a value of attribute ``key`` travelled."""
+    if key in URL_KEYS or key in _REQUEST_KEYS or key.startswith("http.request."):
+        return REQUEST
+    if key in _RESPONSE_KEYS or key.startswith("http.response."):
+        return RESPONSE
+    low = key.lower()
+    if "response" in low:
+        return RESPONSE
+    if "request" in low:
+        return REQUEST
+    return TELEMETRY
+
+
+def template_path(path: str) -> str:
+    """A low-cardinality form of a URL path: identifier-like segments become ``{}``."""
+    segs = path.split("?", 1)[0].split("/")
+    return "/".join("{}" if s and _SEGMENT_ID.match(s) else s for s in segs)
+
+
+def _route_matches(pattern: str, stored: str) -> bool:
+    a = pattern.split("/")
+    b = stored.split("/")
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b, strict=True):
+        if x == y or y == "{}" or _PARAM.match(x):
+            continue
+        return False
+    return True
+
+
+class SensitiveFacts:
+    """Which sensitive types each endpoint and edge carries, in which direction.
+
+    The State part ``"sensitive"``. Keys hold route templates and host names only,
+    never values.
+    """
+
+    def __init__(self) -> None:
+        self.endpoints: dict[tuple[str, str, str], dict[str, set[str]]] = {}
+        self.edges: dict[tuple[str, str], dict[str, set[str]]] = {}
+        self.type_counts: dict[str, int] = {}
+
+    def add_endpoint(self, key: tuple[str, str, str], typ: str, direction: str) -> None:
+        d = self.endpoints.get(key)
+        if d is None:
+            if len(self.endpoints) >= _MAX_KEYS:
+                return
+            d = self.endpoints[key] = {}
+        d.setdefault(typ, set()).add(direction)
+
+    def add_edge(self, key: tuple[str, str], typ: str, direction: str) -> None:
+        d = self.edges.get(key)
+        if d is None:
+            if len(self.edges) >= _MAX_KEYS:
+                return
+            d = self.edges[key] = {}
+        d.setdefault(typ, set()).add(direction)
+
+    def types_for(self, service: str, method: str, route: str) -> dict[str, list[str]]:
+        """Sensitive types seen on an endpoint: ``{type: [directions]}``.
+
+        ``route`` may be the inventory's template (``/users/{id}``, ``/users/:id``);
+        paths recorded without a route template match it segment by segment.
+        """
+        out: dict[str, set[str]] = {}
+        exact = self.endpoints.get((service, method, route))
+        items: Iterable[tuple[tuple[str, str, str], dict[str, set[str]]]]
+        if exact is not None:
+            items = [((service, method, route), exact)]
+        else:
+            items = [
+                (k, v)
+                for k, v in self.endpoints.items()
+                if k[0] == service and (k[1] == method or not k[1] or not method)
+                and _route_matches(route, k[2])
+            ]
+        for _k, v in items:
+            for t, dirs in v.items():
+                out.setdefault(t, set()).update(dirs)
+        return {t: sorted(d) for t, d in sorted(out.items())}
+
+    def edge_types(self, client: str, server: str) -> dict[str, list[str]]:
+        """Sensitive types sent or received by ``client`` over its calls to ``server``."""
+        v = self.edges.get((client, server)) or {}
+        return {t: sorted(d) for t, d in sorted(v.items())}
+
+    def request_types(self, key: tuple[str, str, str]) -> set[str]:
+        v = self.endpoints.get(key) or {}
+        return {t for t, d in v.items() if REQUEST in d}
+
+    def snapshot(self) -> Any:
+        return {
+            "endpoints": [[list(k), {t: sorted(d) for t, d in v.items()}] for k, v in self.endpoints.items()],
+            "edges": [[list(k), {t: sorted(d) for t, d in v.items()}] for k, v in self.edges.items()],
+            "type_counts": dict(self.type_counts),
+        }
+
+    def restore(self, data: Any) -> None:
+        for k, v in data.get("endpoints", []):
+            self.endpoints[(str(k[0]), str(k[1]), str(k[2]))] = {t: set(d) for t, d in v.items()}
+        for k, v in data.get("edges", []):
+            self.edges[(str(k[0]), str(k[1]))] = {t: set(d) for t, d in v.items()}
+        self.type_counts.update({str(k): int(v) for k, v in data.get("type_counts", {}).items()})
+
+
+class HostClassifier:
+    """Tells internal hosts from external ones using ``internal_domains``/``internal_cidrs``."""
+
+    def __init__(self, domains: Sequence[str], cidrs: Sequence[str]) -> None:
+        self.domains = tuple(d.lower() for d in domains)
+        self.nets = []
+        for c in cidrs:
+            try:
+                self.nets.append(ipaddress.ip_network(c, strict=False))
+            except ValueError:
+                continue
+        self._cache: dict[str, bool] = {}
+
+    def is_external(self, host: str) -> bool:
+        h = host.strip().lower().strip("[]").rstrip(".")
+        if not h:
+            return False
+        hit = self._cache.get(h)
+        if hit is not None:
+            return hit
+        try:
+            ip = ipaddress.ip_address(h)
+        except ValueError:
+            ext = "." in h and not any(
+                h == d.lstrip(".") or h.endswith(d if d.startswith(".") else "." + d) or h == d
+                for d in self.domains
+            )
+        else:
+            ext = ip.is_global and not any(ip in n for n in self.nets if n.version == ip.version)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[h] = ext
+        return ext
+
+
+def _severity_for(types: Iterable[str], categories: Iterable[str], base: Severity) -> Severity:
+    cats = set(categories)
+    if cats & {FINANCIAL, HEALTH, CREDENTIAL} or set(types) & _NATIONAL_IDS:
+        return max(base, Severity.HIGH)
+    return base
+
+
+class SensitiveDataEnricher(Enricher):
+    """Scans every span for sensitive values. See the module docstring."""
+
+    name = "sensitive"
+
+    def __init__(self, config: Config | None = None) -> None:
+        section: Mapping[str, Any] = config.section("sensitive") if config is not None else {}
+        self.enabled = bool(section.get("enabled", True))
+        self.threshold = float(section.get("threshold", THRESHOLD))
+        self.scan_resource = bool(section.get("scan_resource", True))
+        ignore = section.get("ignore_types") or ()
+        self.ignore_types = frozenset(str(t).upper() for t in ignore)
+        domains = list(getattr(config, "internal_domains", None) or ())
+        cidrs = list(getattr(config, "internal_cidrs", None) or ())
+        if not domains and not cidrs:
+            from agent.config import DEFAULT_INTERNAL_CIDRS, DEFAULT_INTERNAL_DOMAINS
+
+            domains, cidrs = DEFAULT_INTERNAL_DOMAINS, DEFAULT_INTERNAL_CIDRS
+        self.hosts = HostClassifier(domains, cidrs)
+        self.scanner: SensitiveDataScanner | None = None
+        self._resource_cache: dict[int, tuple[Resource, tuple[Detection, ...]]] = {}
+        self.spans_scanned = 0
+        self.values_scanned = 0
+
+    # ------------------------------------------------------------- scanning
+    def _scanner(self, state: State) -> SensitiveDataScanner:
+        if self.scanner is None:
+            self.scanner = SensitiveDataScanner(state.secret, threshold=self.threshold)
+        return self.scanner
+
+    def _emit(
+        self, out: list[Detection], matches: Sequence[Match], where: str, direction: str, index: int = -1
+    ) -> None:
+        ignore = self.ignore_types
+        for m in matches:
+            if m.type in ignore:
+                continue
+            out.append(
+                Detection(m.type, where, direction, m.masked, m.hash, m.start, m.end, m.score,
+                          m.category, index)
+            )
+
+    def _scan_attrs(
+        self, scan: Any, attrs: Mapping[str, Any], out: list[Detection], prefix: str, fixed_dir: str | None
+    ) -> None:
+        for k, v in attrs.items():
+            if type(v) is str:
+                if len(v) < 3 or k in SKIP_KEYS:
+                    continue
+                ms = scan(v, k)
+                if ms:
+                    self._emit(out, ms, prefix + k, fixed_dir or direction_of(k))
+            elif isinstance(v, (list, tuple)):
+                for i, item in enumerate(v):
+                    if isinstance(item, str) and len(item) >= 3:
+                        ms = scan(item, k)
+                        if ms:
+                            self._emit(out, ms, prefix + k, fixed_dir or direction_of(k), i)
+
+    def scan_span(self, span: Span, state: State) -> list[Detection]:
+        """Every detection in one span, its events and its resource."""
+        scan = self._scanner(state).scan
+        out: list[Detection] = []
+        self._scan_attrs(scan, span.attributes, out, "", None)
+        if len(span.name) >= 7:
+            ms = scan(span.name, "span.name")
+            if ms:
+                self._emit(out, ms, "span.name", REQUEST if span.http is not None else TELEMETRY)
+        if span.status_message:
+            ms = scan(span.status_message, "status.message")
+            if ms:
+                self._emit(out, ms, "status.message", TELEMETRY)
+        for i, ev in enumerate(span.events):
+            if ev.attributes:
+                self._scan_attrs(scan, ev.attributes, out, f"event[{i}]:", TELEMETRY)
+        if self.scan_resource:
+            out.extend(self._resource(span.resource, scan))
+        return out
+
+    def _resource(self, res: Resource, scan: Any) -> tuple[Detection, ...]:
+        hit = self._resource_cache.get(id(res))
+        if hit is not None and hit[0] is res:
+            return hit[1]
+        out: list[Detection] = []
+        self._scan_attrs(scan, res.attributes, out, "resource:", TELEMETRY)
+        found = tuple(out)
+        if len(self._resource_cache) > 4096:
+            self._resource_cache.clear()
+        self._resource_cache[id(res)] = (res, found)
+        return found
+
+    # ------------------------------------------------------------- the batch
+    def process(self, batch: Sequence[Span], state: State) -> Iterable[Finding]:
+        if not self.enabled:
+            return ()
+        facts: SensitiveFacts = state.part("sensitive", SensitiveFacts)
+        published = state.batch.sensitive
+        agg: dict[tuple[str, Subject], _Agg] = {}
+        for span in batch:
+            dets = self.scan_span(span, state)
+            self.spans_scanned += 1
+            if not dets:
+                continue
+            published[span.span_id] = dets
+            self._facts_and_findings(span, dets, facts, agg)
+        return [a.finding() for a in agg.values()]
+
+    def _facts_and_findings(
+        self, span: Span, dets: list[Detection], facts: SensitiveFacts, agg: dict[tuple[str, Subject], _Agg]
+    ) -> None:
+        http = span.http
+        service = span.service
+        for d in dets:
+            facts.type_counts[d.type] = facts.type_counts.get(d.type, 0) + 1
+        reportable = [d for d in dets if d.type not in _INFO_TYPES]
+        if not reportable:
+            return
+        kind = span.kind
+        # --- where the facts go: endpoint (server side) or edge (client side)
+        server_host = ""
+        ep_key: tuple[str, str, str] | None = None
+        if kind == SpanKind.CLIENT or kind == SpanKind.PRODUCER:
+            if http is not None:
+                server_host = http.peer_service or http.server_address
+            elif span.db is not None:
+                server_host = span.db.server_address or span.db.system
+            elif span.messaging is not None:
+                server_host = span.messaging.destination
+        elif http is not None:
+            route = http.route or template_path(http.path or "/")
+            ep_key = (service, http.method, route)
+        elif span.rpc is not None:
+            ep_key = (service, "", f"{span.rpc.service}/{span.rpc.method}")
+        traffic = [d for d in reportable if d.direction != TELEMETRY]
+        for d in traffic:
+            if ep_key is not None:
+                facts.add_endpoint(ep_key, d.type, d.direction)
+            if server_host:
+                facts.add_edge((service, server_host), d.type, d.direction)
+        if ep_key is not None:
+            subject = Subject(service=service, method=ep_key[1], route=ep_key[2])
+        elif server_host:
+            subject = Subject(client=service, server=server_host, host=server_host)
+        else:
+            subject = Subject(service=service, detail=span.name[:80] if http is None else "")
+        # --- secrets / personal data in URLs
+        in_url = [d for d in reportable if d.where in URL_KEYS or d.where == "span.name" and http is not None]
+        if in_url:
+            secrets = [d for d in in_url if d.category == CREDENTIAL]
+            pii = [d for d in in_url if d.category != CREDENTIAL]
+            if secrets:
+                _add(agg, "sensitive.secret_in_url", subject, span, secrets, Severity.HIGH,
+                     "Secret in a URL", "API8:2023",
+                     "Credentials in URLs end up in every proxy, access log and browser history.",
+                     "Send credentials in an Authorization header or the request body, and rotate the leaked ones.")
+            if pii:
+                _add(agg, "sensitive.pii_in_url", subject, span, pii,
+                     _severity_for((d.type for d in pii), (d.category for d in pii), Severity.MEDIUM),
+                     "Sensitive data in a URL", "API8:2023",
+                     "Personal or financial data in URLs and query strings is written to every proxy and access log.",
+                     "Move the value into the request body (POST) or use an opaque identifier.")
+        # --- credentials in telemetry itself (not those already reported in the URL)
+        creds = [d for d in reportable if d.category == CREDENTIAL and d.where not in URL_KEYS]
+        if creds:
+            _add(agg, "sensitive.credential_in_telemetry", Subject(service=service, detail="telemetry"),
+                 span, creds, Severity.HIGH, "Credentials recorded in telemetry", None,
+                 "Span attributes, captured headers or exception messages carry credentials, so every "
+                 "tracing backend and everyone with access to it holds them.",
+                 "Stop capturing these headers/attributes (or redact them in the SDK or Collector) and "
+                 "rotate the exposed credentials.")
+        # --- sensitive data to an external host
+        if server_host and self.hosts.is_external(http.server_address if http is not None else server_host):
+            sent = [
+                d for d in traffic
+                if d.direction == REQUEST and d.category not in (CREDENTIAL, NETWORK)
+            ]
+            if sent:
+                _add(agg, "sensitive.external_transfer", subject, span, sent,
+                     _severity_for((d.type for d in sent), (d.category for d in sent), Severity.MEDIUM),
+                     "Sensitive data sent to an external host", None,
+                     f"{service} sends sensitive data to {server_host}, outside the internal domains "
+                     "and networks: an exfiltration risk and a third-party transfer to account for.",
+                     "Confirm the transfer is intended and covered by a data-processing agreement; "
+                     "send tokens or masked values instead.")
+        # --- sensitive data over plaintext HTTP
+        if http is not None and traffic and tls_evidence(span) is False:
+            host = http.server_address
+            loop = host in ("localhost", "127.0.0.1", "::1")
+            if not loop:
+                _add(agg, "sensitive.plaintext_http", subject, span, traffic,
+                     _severity_for((d.type for d in traffic), (d.category for d in traffic), Severity.MEDIUM),
+                     "Sensitive data over plaintext HTTP", "API8:2023",
+                     "Sensitive values cross the network unencrypted (http://), readable by anyone on the path.",
+                     "Serve and call this API over TLS (https, or mTLS inside the mesh).")
+        # --- excessive data exposure: response types the callers never sent
+        if ep_key is not None:
+            resp = [d for d in traffic if d.direction == RESPONSE]
+            if resp:
+                sent_types = facts.request_types(ep_key)
+                extra = [d for d in resp if d.type not in sent_types]
+                if extra:
+                    _add(agg, "sensitive.excessive_exposure", subject, span, extra,
+                         _severity_for((d.type for d in extra), (d.category for d in extra), Severity.MEDIUM),
+                         "Excessive data exposure", "API3:2023",
+                         "Responses of this endpoint return sensitive types its callers never sent; "
+                         "the API may return whole objects and rely on clients to filter them.",
+                         "Return only the fields the client needs (response schemas / DTOs), masking the rest.")
+
+
+_COMPLIANCE_BY_TYPE: dict[str, tuple[str, ...]] = {}
+
+
+def _compliance(types: Iterable[str]) -> tuple[str, ...]:
+    if not _COMPLIANCE_BY_TYPE:
+        from enrichers.sensitive.recognizers import ALL
+
+        for cls in ALL:
+            _COMPLIANCE_BY_TYPE.setdefault(cls.ENTITY, cls.COMPLIANCE)
+    out: set[str] = set()
+    for t in types:
+        out.update(_COMPLIANCE_BY_TYPE.get(t, ()))
+    return tuple(sorted(out))
+
+
+class _Agg:
+    """Observations of one (rule, subject) within a batch, merged into one finding."""
+
+    __slots__ = ("rule", "subject", "title", "owasp", "severity", "explanation", "remediation",
+                 "count", "first", "last", "types", "where", "masked", "hashes", "trace_ids", "span_ids")
+
+    def __init__(self, rule: str, subject: Subject, title: str, owasp: str | None, severity: Severity,
+                 explanation: str, remediation: str) -> None:
+        self.rule, self.subject, self.title, self.owasp = rule, subject, title, owasp
+        self.severity, self.explanation, self.remediation = severity, explanation, remediation
+        self.count = 0
+        self.first = 0
+        self.last = 0
+        self.types: dict[str, int] = {}
+        self.where: dict[str, None] = {}
+        self.masked: dict[str, None] = {}
+        self.hashes: dict[str, None] = {}
+        self.trace_ids: dict[str, None] = {}
+        self.span_ids: dict[str, None] = {}
+
+    def finding(self) -> Finding:
+        return Finding(
+            rule=self.rule,
+            title=self.title,
+            severity=self.severity,
+            subject=self.subject,
+            first_seen_ns=self.first,
+            last_seen_ns=self.last,
+            count=self.count,
+            owasp=self.owasp,
+            confidence=0.9,
+            explanation=self.explanation,
+            remediation=self.remediation,
+            evidence={
+                "types": dict(sorted(self.types.items())),
+                "locations": list(self.where)[:10],
+                "masked": list(self.masked)[:5],
+                "hashes": list(self.hashes)[:5],
+            },
+            trace_ids=tuple(self.trace_ids)[:10],
+            span_ids=tuple(self.span_ids)[:10],
+            compliance=_compliance(self.types),
+            category="sensitive-data",
+        )
+
+
+def _add(
+    agg: dict[tuple[str, Subject], _Agg], rule: str, subject: Subject, span: Span, dets: Sequence[Detection],
+    severity: Severity, title: str, owasp: str | None, explanation: str, remediation: str,
+) -> None:
+    a = agg.get((rule, subject))
+    if a is None:
+        a = agg[(rule, subject)] = _Agg(rule, subject, title, owasp, severity, explanation, remediation)
+    a.severity = max(a.severity, severity)
+    a.count += 1
+    a.first = span.start_ns if not a.first else min(a.first, span.start_ns)
+    a.last = max(a.last, span.end_ns)
+    for d in dets:
+        a.types[d.type] = a.types.get(d.type, 0) + 1
+        a.where[d.where] = None
+        if len(a.masked) < 5:
+            a.masked[d.masked] = None
+        if len(a.hashes) < 5:
+            a.hashes[f"{d.type}:{d.hash}"] = None
+    if len(a.trace_ids) < 10:
+        a.trace_ids[span.trace_id] = None
+        a.span_ids[span.span_id] = None

@@ -1,0 +1,177 @@
+"""The recognizer contract, in the style of Presidio's ``PatternRecognizer``.
+
+A recognizer finds one entity type. It declares, as class constants:
+
+- ``PATTERNS``: regular expressions with a base score, matched anywhere in a text;
+- ``CONTEXT``: words that raise the score when they appear in the field name or
+  just before the match (``card``, ``ssn``, ...);
+- ``KEYS``: a regular expression on field names; the whole value of such a field
+  (an attribute, a JSON field, a query parameter, ``key=value`` in text) is
+  checked against ``VALUE`` — how "passwords in key context" are found;
+- ``validate(text)``: confirms (``True``), rejects (``False``) or leaves the
+  base score (``None``), using a library checksum where one exists.
+
+The scanner (:mod:`enrichers.sensitive.scanner`) compiles all patterns into one
+prefilter and calls the precise pattern and the validator only on hits.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import ClassVar
+
+#: Detections below this score are not reported.
+THRESHOLD = 0.5
+#: Added to the score when a context word is found near the match or in its key.
+CONTEXT_BOOST = 0.35
+#: How far before a match the scanner looks for context words (characters).
+CONTEXT_WINDOW = 48
+
+PERSONAL = "personal"
+FINANCIAL = "financial"
+HEALTH = "health"
+CREDENTIAL = "credential"
+NETWORK = "network"
+
+GDPR = "GDPR"
+PCI = "PCI DSS"
+HIPAA = "HIPAA"
+CCPA = "CCPA"
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    """One regular expression of a recognizer.
+
+    ``score`` is the score of an unvalidated match, ``validated`` the score once
+    :meth:`Recognizer.validate` confirmed it. ``group`` selects the part of the
+    match that is the sensitive value (``Bearer (token)``). ``prefilter`` replaces
+    the regex in the multi-pattern prefilter when the regex is too heavy for it.
+    A pattern whose ``score`` plus context boost is the only way over the
+    threshold only runs when a context word is present (``needs_context``).
+    """
+
+    name: str
+    regex: str
+    score: float
+    validated: float = 1.0
+    group: int = 0
+    prefilter: str | None = None
+    flags: int = 0
+
+    @property
+    def needs_context(self) -> bool:
+        return max(self.score, self.validated) < THRESHOLD
+
+
+class Recognizer:
+    """Base class of every recognizer; subclasses only set constants and override hooks."""
+
+    ENTITY: ClassVar[str] = ""
+    CATEGORY: ClassVar[str] = PERSONAL
+    COMPLIANCE: tuple[str, ...] = ()
+    DESCRIPTION: ClassVar[str] = ""
+    PATTERNS: ClassVar[tuple[Pattern, ...]] = ()
+    CONTEXT: ClassVar[tuple[str, ...]] = ()
+    #: Regex searched in the lowercased field name; its value is then checked with VALUE.
+    KEYS: ClassVar[str | None] = None
+    #: Field names that look like KEYS but are not (``server.address``).
+    NOT_KEYS: ClassVar[str | None] = None
+    #: Regex the whole (stripped) value of a keyed field must match.
+    VALUE: ClassVar[str] = r".+"
+    #: Score of a keyed-field match (before validation).
+    KEY_SCORE: ClassVar[float] = 0.85
+    #: Characters kept visible at the start and end by the default mask.
+    KEEP: ClassVar[tuple[int, int]] = (0, 4)
+
+    #: Whether :meth:`rejected_by_surroundings` must be called (kept off the hot path otherwise).
+    REJECT_AROUND: ClassVar[bool] = False
+
+    def rejected_by_surroundings(self, text: str, start: int, end: int) -> bool:
+        """Reject a match by what surrounds it (``1.2.3.4-beta`` is a version, not an IP)."""
+        return False
+
+    def validate(self, text: str) -> bool | None:
+        """Confirm or reject a candidate; ``None`` keeps the pattern's base score."""
+        return None
+
+    def validate_in(self, text: str, *, context: bool) -> bool | None:
+        """:meth:`validate`, told whether a context word was found (most ignore it)."""
+        return self.validate(text)
+
+    def normalize(self, text: str) -> str:
+        """Canonical form hashed for correlation (separators removed, case folded)."""
+        return text.strip()
+
+    def mask(self, text: str) -> str:
+        """Masked form safe to store and show: never the whole value."""
+        return mask_keep(text, *self.KEEP)
+
+    # ----------------------------------------------------------------- helpers
+    @classmethod
+    def compiled_value(cls) -> re.Pattern[str]:
+        rx = cls.__dict__.get("_value_rx")
+        if rx is None:
+            rx = re.compile(cls.VALUE, re.ASCII | re.DOTALL)
+            cls._value_rx = rx  # type: ignore[attr-defined]
+        return rx
+
+    def check_value(self, value: str) -> float:
+        """Score of ``value`` as the whole value of a keyed field (0 when rejected)."""
+        v = value.strip()
+        if not v or len(v) > 4096 or not self.compiled_value().fullmatch(v):
+            return 0.0
+        ok = self.validate(v)
+        if ok is False:
+            return 0.0
+        return 1.0 if ok else self.KEY_SCORE
+
+
+def digits(text: str) -> str:
+    return "".join(c for c in text if c.isdigit())
+
+
+def mask_keep(text: str, head: int, tail: int) -> str:
+    """``text`` with all but ``head`` leading and ``tail`` trailing characters starred.
+
+    Short values keep proportionally less, so at most a third of a value shows.
+    """
+    n = len(text)
+    if n <= 4:
+        return "*" * n
+    limit = n // 3
+    if head + tail > limit:
+        head = min(head, limit // 2)
+        tail = min(tail, limit - head)
+    return text[:head] + "*" * (n - head - tail) + text[n - tail :] if tail else text[:head] + "*" * (n - head)
+
+
+def mask_digits(text: str, head: int = 4, tail: int = 4) -> str:
+    """Mask a number: separators dropped, ``head``/``tail`` digits kept (``4111********1111``).
+
+    Numbers of 12 digits or more keep ``head`` and ``tail`` as asked (PCI DSS allows
+    first six and last four of a card); shorter ones at most a third.
+    """
+    d = digits(text)
+    if len(d) >= 12:
+        return d[:head] + "*" * (len(d) - head - tail) + d[len(d) - tail :]
+    return mask_keep(d, head, tail)
+
+
+def mask_secret(text: str, prefix: int = 0) -> str:
+    """Mask a secret: keep only a known, non-secret prefix and say how long it was."""
+    keep = text[:prefix]
+    return f"{keep}…[{len(text)} chars]"
+
+
+def shannon_entropy(text: str) -> float:
+    import math
+
+    if not text:
+        return 0.0
+    counts: dict[str, int] = {}
+    for c in text:
+        counts[c] = counts.get(c, 0) + 1
+    n = len(text)
+    return -sum(k / n * math.log2(k / n) for k in counts.values())

@@ -1,0 +1,123 @@
+"""Network and device identifiers: public and private IP addresses, MAC addresses, IMEI."""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+
+from stdnum import imei, mac
+
+from enrichers.sensitive.recognizer import GDPR, NETWORK, Pattern, Recognizer, digits, mask_digits
+
+_V4 = r"\b(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\b"
+_V6 = r"(?:\b[0-9A-Fa-f]{1,4}|::?)(?::{1,2}[0-9A-Fa-f]{1,4}){2,7}(?:::)?"
+
+
+@functools.lru_cache(maxsize=4096)
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+class IpAddressRecognizer(Recognizer):
+    """Public IPv4/IPv6 addresses (personal data under GDPR)."""
+
+    ENTITY = "IP_ADDRESS"
+    CATEGORY = NETWORK
+    COMPLIANCE: tuple[str, ...] = (GDPR,)
+    DESCRIPTION = "public IP address"
+    PATTERNS = (
+        Pattern("v4", _V4, 0.5, validated=0.85),
+        Pattern("v6", _V6, 0.3, validated=0.85),
+    )
+    CONTEXT = ("ip", "address", "client", "remote", "forwarded", "addr")
+
+    REJECT_AROUND = True
+
+    def rejected_by_surroundings(self, text: str, start: int, end: int) -> bool:
+        # Four-part version numbers: v1.2.3.4, 1.2.3.4-beta, version 1.2.3.4
+        after = text[end : end + 2]
+        if len(after) == 2 and after[0] in "-_+" and after[1].isalpha():
+            return True
+        before = text[max(0, start - 9) : start].lower()
+        return before.endswith(("v", "version ", "version=", "ver ", "build "))
+
+    def validate(self, text: str) -> bool | None:
+        ip = _ip(text)
+        return ip is not None and ip.is_global
+
+    def mask(self, text: str) -> str:
+        ip = _ip(text)
+        if ip is None or ip.version == 6:
+            parts = text.split(":")
+            return ":".join(parts[:2]) + ":…"
+        a, b, _c, _d = text.split(".")
+        return f"{a}.{b}.*.*"
+
+
+class PrivateIpAddressRecognizer(IpAddressRecognizer):
+    """Private, loopback and link-local addresses, tagged apart from public ones."""
+
+    ENTITY = "PRIVATE_IP_ADDRESS"
+    COMPLIANCE: tuple[str, ...] = ()
+    DESCRIPTION = "private IP address"
+    PATTERNS = (
+        Pattern("v4", _V4, 0.5, validated=0.6),
+        Pattern("v6", _V6, 0.3, validated=0.6),
+    )
+
+    def validate(self, text: str) -> bool | None:
+        ip = _ip(text)
+        return ip is not None and not ip.is_global and not ip.is_unspecified
+
+
+class MacAddressRecognizer(Recognizer):
+    """MAC addresses (colon, dash or Cisco dotted form; via stdnum.mac)."""
+
+    ENTITY = "MAC_ADDRESS"
+    CATEGORY = NETWORK
+    COMPLIANCE = (GDPR,)
+    DESCRIPTION = "MAC address"
+    PATTERNS = (
+        Pattern("colon", r"\b[0-9A-Fa-f]{2}(?:([:-])[0-9A-Fa-f]{2}){5}\b", 0.5, validated=0.85),
+        Pattern("cisco", r"\b[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\b", 0.3, validated=0.7),
+    )
+    CONTEXT = ("mac", "hwaddr", "ether", "device")
+
+    def validate(self, text: str) -> bool | None:
+        if ":" in text and "-" in text:
+            return False
+        t = text.replace(".", "")
+        t = ":".join(t[i : i + 2] for i in range(0, 12, 2)) if len(t) == 12 else text
+        return bool(mac.is_valid(t, validate_manufacturer=False)) and len(set(t.replace(":", "").replace("-", "").lower())) > 2
+
+    def mask(self, text: str) -> str:
+        return text[:8] + "".join("*" if c.isalnum() else c for c in text[8:])
+
+
+class ImeiRecognizer(Recognizer):
+    """Mobile device IMEI numbers (15 digits, Luhn; via stdnum.imei)."""
+
+    ENTITY = "IMEI"
+    CATEGORY = NETWORK
+    COMPLIANCE = (GDPR,)
+    DESCRIPTION = "IMEI device identifier"
+    PATTERNS = (
+        Pattern("grouped", r"\b\d{2}[- ]\d{6}[- ]\d{6}[- ]\d\b", 0.4, validated=0.85),
+        Pattern("bare", r"\b\d{15}\b", 0.1, validated=0.45),
+    )
+    CONTEXT = ("imei", "device", "handset", "phone", "mobile")
+    KEYS = r"imei"
+    VALUE = r"\d{2}[- ]?\d{6}[- ]?\d{6}[- ]?\d"
+
+    def validate(self, text: str) -> bool | None:
+        d = digits(text)
+        return len(d) == 15 and bool(imei.is_valid(d))
+
+    def normalize(self, text: str) -> str:
+        return digits(text)
+
+    def mask(self, text: str) -> str:
+        return mask_digits(text, 0, 4)

@@ -1,0 +1,115 @@
+"""The sensitive-data enricher on real spans built with make_span."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent.config import Config
+from agent.model import Resource, SpanEvent, SpanKind, make_span
+from agent.state import State
+from enrichers.sensitive.enricher import SensitiveDataEnricher, SensitiveFacts
+from enrichers.sensitive.redaction import redact_span
+from tests.enrichers.sensitive.test_recognizers import JWT_HS256
+
+RES = Resource.from_attributes({"service.name": "shop"})
+
+
+def span(kind: SpanKind, attrs: dict, sid: str = "b" * 16, events: tuple = ()) -> object:
+    return make_span(trace_id="a" * 32, span_id=sid, parent_span_id="", resource=RES, name="op",
+                     kind=kind, start_ns=10, end_ns=20, attributes=attrs, events=events)
+
+
+def run(tmp_path: Path, *spans: object) -> tuple[State, list]:
+    state = State(tmp_path)
+    enr = SensitiveDataEnricher(Config(state_dir=tmp_path))
+    findings = list(enr.process(list(spans), state))  # type: ignore[arg-type]
+    return state, findings
+
+
+def rules(findings: list) -> set[str]:
+    return {f.rule for f in findings}
+
+
+def test_pii_and_secret_in_url(tmp_path: Path) -> None:
+    s = span(SpanKind.SERVER, {"http.request.method": "GET", "url.scheme": "https", "http.route": "/users",
+                               "url.path": "/users", "url.query": "email=jane@example.org&token=ghp_" + "a" * 36})
+    state, findings = run(tmp_path, s)
+    assert {"sensitive.pii_in_url", "sensitive.secret_in_url"} <= rules(findings)
+    pii = next(f for f in findings if f.rule == "sensitive.pii_in_url")
+    assert pii.subject.route == "/users" and "GDPR" in pii.compliance
+    assert pii.evidence["masked"] == ["j***@example.org"]
+    dets = state.batch.sensitive["b" * 16]
+    assert {d.type for d in dets} == {"EMAIL_ADDRESS", "GITHUB_TOKEN"}
+    assert all(d.where == "url.query" and d.direction == "request" for d in dets)
+
+
+def test_credentials_in_telemetry_and_exception(tmp_path: Path) -> None:
+    ev = SpanEvent("exception", 15, {"exception.message": "db login failed: password=Hunter22!"})
+    s = span(SpanKind.SERVER, {"http.request.method": "POST", "url.scheme": "https", "http.route": "/login",
+                               "http.request.header.authorization": f"Bearer {JWT_HS256}"}, events=(ev,))
+    _state, findings = run(tmp_path, s)
+    cred = next(f for f in findings if f.rule == "sensitive.credential_in_telemetry")
+    assert set(cred.evidence["types"]) == {"JWT", "PASSWORD"}
+    assert "event[0]:exception.message" in cred.evidence["locations"]
+
+
+def test_external_transfer_and_plaintext(tmp_path: Path) -> None:
+    ext = span(SpanKind.CLIENT, {"http.request.method": "POST", "url.full": "http://api.partner.com/v1/x",
+                                 "server.address": "api.partner.com", "http.request.body": '{"ssn": "536-90-4399"}'})
+    internal = span(SpanKind.CLIENT, {"http.request.method": "POST", "url.full": "https://users.svc.cluster.local/x",
+                                      "http.request.body": '{"ssn": "536-90-4399"}'}, sid="c" * 16)
+    state, findings = run(tmp_path, ext, internal)
+    ext_f = [f for f in findings if f.rule == "sensitive.external_transfer"]
+    assert len(ext_f) == 1 and ext_f[0].subject.server == "api.partner.com"
+    assert ext_f[0].evidence["types"] == {"US_SSN": 1}
+    assert any(f.rule == "sensitive.plaintext_http" for f in findings)
+    facts: SensitiveFacts = state.parts["sensitive"]
+    assert facts.edge_types("shop", "api.partner.com") == {"US_SSN": ["request"]}
+
+
+def test_excessive_exposure_and_endpoint_facts(tmp_path: Path) -> None:
+    s = span(SpanKind.SERVER, {"http.request.method": "GET", "url.scheme": "https", "url.path": "/users/42",
+                               "http.response.body": '{"id": 42, "email": "jane@example.org", "ssn": "536-90-4399"}'})
+    state, findings = run(tmp_path, s)
+    exp = next(f for f in findings if f.rule == "sensitive.excessive_exposure")
+    assert exp.owasp == "API3:2023" and set(exp.evidence["types"]) == {"EMAIL_ADDRESS", "US_SSN"}
+    facts: SensitiveFacts = state.parts["sensitive"]
+    assert facts.types_for("shop", "GET", "/users/{id}") == {"EMAIL_ADDRESS": ["response"], "US_SSN": ["response"]}
+    again = SensitiveFacts()
+    again.restore(facts.snapshot())
+    assert again.types_for("shop", "GET", "/users/:id") == facts.types_for("shop", "GET", "/users/{id}")
+
+
+def test_resource_attributes_scanned_once_per_resource(tmp_path: Path) -> None:
+    res = Resource.from_attributes({"service.name": "shop", "deploy.db_url": "postgres://u:Sup3rS3cret@db/x"})
+    spans = [make_span(trace_id="a" * 32, span_id=f"{i:016x}", parent_span_id="", resource=res, name="op",
+                       kind=SpanKind.INTERNAL, start_ns=1, end_ns=2) for i in range(3)]
+    state, findings = run(tmp_path, *spans)
+    assert len(state.batch.sensitive) == 3
+    cred = next(f for f in findings if f.rule == "sensitive.credential_in_telemetry")
+    assert cred.count == 3 and cred.evidence["locations"] == ["resource:deploy.db_url"]
+
+
+def test_nothing_raw_in_findings_or_detections(tmp_path: Path) -> None:
+    raw = ["jane@example.org", "536-90-4399", JWT_HS256, "Hunter22!"]
+    s = span(SpanKind.SERVER, {"http.request.method": "GET", "url.path": "/u", "url.query": "e=jane@example.org",
+                               "app.note": "ssn 536-90-4399 pwd=Hunter22!",
+                               "http.request.header.authorization": f"Bearer {JWT_HS256}"})
+    state, findings = run(tmp_path, s)
+    text = repr(findings) + repr(state.batch.sensitive) + repr(state.parts["sensitive"].snapshot())
+    for r in raw:
+        assert r not in text
+
+
+def test_redact_span_actions(tmp_path: Path) -> None:
+    s = span(SpanKind.SERVER, {"http.request.method": "GET", "url.path": "/u",
+                               "url.query": "e=jane@example.org&card=4111111111111111",
+                               "app.secret_note": ["ok", "ssn 536-90-4399"], "app.password": "Hunter22!"})
+    state, _ = run(tmp_path, s)
+    dets = state.batch.sensitive[s.span_id]  # type: ignore[attr-defined]
+    red = redact_span(s, dets, {"CREDIT_CARD": "hash", "PASSWORD": "drop"})  # type: ignore[arg-type]
+    a = red.attributes
+    assert a["url.query"].startswith("e=j***@example.org&card=[CREDIT_CARD:")
+    assert a["app.secret_note"] == ["ok", "ssn ***-**-4399"]
+    assert "app.password" not in a
+    assert red.http is not None and "jane" not in red.http.query
