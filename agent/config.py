@@ -76,6 +76,7 @@ class Config:
     ebpf_ports: list[int] = field(default_factory=list)
     ebpf_comms: list[str] = field(default_factory=list)
     ebpf_capture_bytes: int = 4096
+    enrichers: list[str] = field(default_factory=list)
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
     source_file: str | None = None
 
@@ -119,6 +120,11 @@ _LISTS: dict[str, tuple[str, str]] = {
     "ebpf_pids": ("int", "a list of process ids"),
     "ebpf_ports": ("port", "a list of port numbers"),
     "ebpf_comms": ("str", "a list of process names"),
+    "enrichers": (
+        "enricher",
+        "a list of analyses to run (default all): service_counts, sensitive, inventory, "
+        "callgraph, zerotrust, abuse, traces",
+    ),
 }
 
 
@@ -172,6 +178,12 @@ def _convert(where: str, name: str, kind: str, allowed: str, value: Any) -> Any:
         if value not in ("grpc", "http/protobuf", "http"):
             raise bad()
         return "http/protobuf" if value == "http" else value
+    if kind == "enricher":
+        from agent.wiring import ENRICHER_NAMES
+
+        if value not in ENRICHER_NAMES:
+            raise bad()
+        return str(value)
     if kind == "cidr":
         import ipaddress
 

@@ -14,15 +14,19 @@ from enrichers.base import Enricher
 
 log = logging.getLogger("apiward.wiring")
 
-ENRICHERS: list[str] = [
-    "enrichers.service_counts:ServiceCountsEnricher",
-    "enrichers.sensitive.enricher:SensitiveDataEnricher",
-    "enrichers.inventory:InventoryEnricher",
-    "enrichers.callgraph:CallGraphEnricher",
-    "enrichers.zerotrust:ZeroTrustEnricher",
-    "enrichers.abuse:AbuseEnricher",
-    "enrichers.traces:TraceStoreEnricher",
+#: (name, "module:Class"), in processing order. ``Config.enrichers`` selects by name.
+ENRICHERS: list[tuple[str, str]] = [
+    ("service_counts", "enrichers.service_counts:ServiceCountsEnricher"),
+    ("sensitive", "enrichers.sensitive.enricher:SensitiveDataEnricher"),
+    ("inventory", "enrichers.inventory:InventoryEnricher"),
+    ("callgraph", "enrichers.callgraph:CallGraphEnricher"),
+    ("zerotrust", "enrichers.zerotrust:ZeroTrustEnricher"),
+    ("abuse", "enrichers.abuse:AbuseEnricher"),
+    ("traces", "enrichers.traces:TraceStoreEnricher"),
 ]
+ENRICHER_NAMES = tuple(n for n, _ in ENRICHERS)
+#: Enrichers that always run: the stats and the service list depend on them.
+REQUIRED = ("service_counts",)
 
 
 def _load(spec: str) -> type[Enricher] | None:
@@ -40,9 +44,11 @@ def _load(spec: str) -> type[Enricher] | None:
 
 
 def build_enrichers(config: Config, only: list[str] | None = None) -> list[Enricher]:
+    """The enrichers to run: ``only`` (names), else ``config.enrichers``, else all."""
+    wanted = only if only is not None else (config.enrichers or None)
     out: list[Enricher] = []
-    for spec in ENRICHERS:
-        if only is not None and spec not in only:
+    for name, spec in ENRICHERS:
+        if wanted is not None and name not in wanted and name not in REQUIRED:
             continue
         klass = _load(spec)
         if klass is None:

@@ -237,6 +237,8 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=4, help="sender channels")
     ap.add_argument("--payloads", type=int, default=40, help="distinct requests to replay")
     ap.add_argument("--spans", type=int, default=1000, help="spans per request")
+    ap.add_argument("--enrichers", default="",
+                    help="analyses the agent runs (comma-separated; default all), e.g. service_counts")
     ap.add_argument("--serve-baseline", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--send", metavar="TARGET", help=argparse.SUPPRESS)
     ap.add_argument("--payload-file", dest="payload_file", help=argparse.SUPPRESS)
@@ -279,6 +281,9 @@ def main() -> int:
         state = os.path.join(tmp, "state")
         apiward = [sys.executable, "-m", "agent", "run", "--grpc-port", "0", "--http-port", "0",
                    "--api-port", "0", "--bind", "127.0.0.1", "--state-dir", state]
+        if args.enrichers:
+            apiward += ["--enrichers", args.enrichers]
+        print(f"agent analyses: {args.enrichers or 'all'}")
         agent, line = _start(apiward)
         try:
             target = _field(line, "otlp-grpc")

@@ -28,6 +28,9 @@ def add_agent_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flush-interval", type=float, metavar="SECONDS", help="how often State is persisted")
     p.add_argument("--forward", metavar="URL", help="forward every span, redacted, to this OTLP endpoint")
     p.add_argument("--export-endpoint", metavar="URL", help="export findings (logs) and graph (metrics) over OTLP")
+    p.add_argument("--enrichers", metavar="NAMES",
+                   help="comma-separated analyses to run (default all): service_counts, sensitive, "
+                   "inventory, callgraph, zerotrust, abuse, traces")
     p.add_argument("--ebpf", action="store_true", default=None, help="also trace HTTP with eBPF (root)")
     p.add_argument("--ebpf-pid", type=int, action="append", metavar="PID", help="eBPF: only this process (repeatable)")
     p.add_argument("--ebpf-port", type=int, action="append", metavar="PORT", help="eBPF: only this port (repeatable)")
@@ -50,6 +53,8 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> Config:
         v = getattr(args, flag, None)
         if v:
             overrides[name] = v
+    if getattr(args, "enrichers", None):
+        overrides["enrichers"] = [x.strip() for x in args.enrichers.split(",") if x.strip()]
     overrides["specs"] = cfgmod.parse_spec_args(getattr(args, "spec", None))
     overrides.update({k: v for k, v in extra.items() if v is not None})
     return cfgmod.load(getattr(args, "config", None), overrides=overrides)

@@ -1,0 +1,774 @@
+"""The call graph: who calls whom, over what, how often, how well.
+
+:class:`CallGraphEnricher` pairs spans into calls the way the Collector's
+``servicegraph`` connector does, and further:
+
+* a CLIENT span and the SERVER span whose parent it is, across services and
+  batches: unpaired spans wait in a bounded store (``max_unpaired``) for
+  ``pair_ttl_seconds``; what expires is counted and resolved to a virtual
+  node, and a partner arriving after that is counted as late, never published
+  twice;
+* PRODUCER -> CONSUMER by parent or by span link (fan-out allowed);
+* a span with ``db.*`` -> a database node, at once;
+* a CLIENT span whose server never reports -> a virtual node (``peer.service``,
+  then ``server.address``/URL host, then the network peer), internal or
+  external by ``config.internal_domains``/``internal_cidrs``;
+* a SERVER span with no client -> from a caller node: ``client:<network>`` by
+  ``client.address``, else ``ingress``; FaaS triggers with no caller come from
+  ``event:<trigger>`` (or the queue/database the event names);
+* a span of wrong or missing kind pairs with its parent when their services
+  differ;
+* spans of a FaaS resource (``faas.name``) are function nodes; an invocation
+  edge into a function has the trigger as its connection type.
+
+Every call is published exactly once, as an :class:`agent.model.Call` in
+``state.batch.calls`` (when the pair completes, or when an unpaired span is
+resolved: immediately for database calls and callers-less server spans, at
+expiry otherwise). The node-id scheme is documented in
+:mod:`enrichers.callgraph.nodes`.
+
+Settings (``config.section("graph")``): ``pair_ttl_seconds`` (10),
+``max_unpaired`` (100000), ``max_edges`` (20000), ``max_nodes`` (10000),
+``max_client_nodes`` (1000).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ddsketch import DDSketch
+
+from agent.model import (
+    SOURCE_REPLAY,
+    Call,
+    Endpoint,
+    Finding,
+    NodeKind,
+    Span,
+    SpanKind,
+    auth_evidence,
+    ns_to_iso,
+    tls_evidence,
+)
+from enrichers.base import Enricher
+from enrichers.callgraph.nodes import (
+    Classifier,
+    client_network,
+    connection_type,
+    db_node,
+    own_node,
+    queue_node,
+)
+from enrichers.callgraph.sketches import quantile_ms, sketch_dump, sketch_load
+
+if TYPE_CHECKING:
+    from agent.state import State
+
+log = logging.getLogger("apiward.callgraph")
+
+PART = "callgraph"
+MAX_EDGE_ENDPOINTS = 200
+_MISKINDS = (SpanKind.INTERNAL, SpanKind.UNSPECIFIED)
+_NS = 1_000_000_000
+
+
+@dataclass(slots=True)
+class NodeInfo:
+    id: str
+    kind: NodeKind
+    name: str = ""
+    virtual: bool = False
+    internal: bool | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    first_ns: int = 0
+    last_ns: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "kind": self.kind.value, "name": self.name or self.id,
+            "virtual": self.virtual, "internal": self.internal,
+            "attributes": dict(self.attributes),
+            "first_seen": ns_to_iso(self.first_ns), "last_seen": ns_to_iso(self.last_ns),
+        }
+
+
+@dataclass(slots=True)
+class EdgeStats:
+    """Statistics of one edge; what :meth:`CallGraphPart.edges` yields.
+
+    ``server_latency`` and ``client_latency`` are DDSketches of durations in
+    seconds, as the server span and the client span measured them (either may
+    be empty). ``tls_yes``/``tls_no`` count calls with TLS evidence either way;
+    ``auth`` counts calls per scheme, ``unauthenticated`` calls with headers
+    seen and no credential, ``auth_unknown`` calls with no evidence at all.
+    """
+
+    client: str
+    server: str
+    connection_type: str
+    calls: int = 0
+    errors: int = 0
+    server_latency: Any = field(default_factory=DDSketch)
+    client_latency: Any = field(default_factory=DDSketch)
+    first_ns: int = 0
+    last_ns: int = 0
+    tls_yes: int = 0
+    tls_no: int = 0
+    auth: dict[str, int] = field(default_factory=dict)
+    unauthenticated: int = 0
+    auth_unknown: int = 0
+    endpoints: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.client, self.server, self.connection_type)
+
+    @property
+    def tls(self) -> bool | None:
+        if self.tls_yes:
+            return True
+        return False if self.tls_no else None
+
+    @property
+    def latency(self) -> Any:
+        return self.server_latency if self.server_latency.count else self.client_latency
+
+    def as_dict(self) -> dict[str, Any]:
+        lat = self.latency
+        return {
+            "client": self.client,
+            "server": self.server,
+            "connection_type": self.connection_type,
+            "calls": self.calls,
+            "errors": self.errors,
+            "error_rate": round(self.errors / self.calls, 4) if self.calls else 0.0,
+            "p50_ms": quantile_ms(lat, 0.5),
+            "p95_ms": quantile_ms(lat, 0.95),
+            "p99_ms": quantile_ms(lat, 0.99),
+            "client_p95_ms": quantile_ms(self.client_latency, 0.95),
+            "tls": self.tls,
+            "tls_calls": self.tls_yes,
+            "plaintext_calls": self.tls_no,
+            "auth": sorted(self.auth),
+            "auth_counts": dict(self.auth),
+            "unauthenticated_calls": self.unauthenticated,
+            "auth_unknown_calls": self.auth_unknown,
+            "endpoints": sorted(self.endpoints),
+            "first_seen": ns_to_iso(self.first_ns),
+            "last_seen": ns_to_iso(self.last_ns),
+            "first_seen_ns": self.first_ns,
+            "last_seen_ns": self.last_ns,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "c": self.client, "s": self.server, "t": self.connection_type, "n": self.calls,
+            "e": self.errors, "sl": sketch_dump(self.server_latency),
+            "cl": sketch_dump(self.client_latency), "f": self.first_ns, "l": self.last_ns,
+            "ty": self.tls_yes, "tn": self.tls_no, "a": self.auth, "u": self.unauthenticated,
+            "uk": self.auth_unknown, "ep": self.endpoints,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> EdgeStats:
+        e = cls(str(d["c"]), str(d["s"]), str(d["t"]))
+        e.calls, e.errors = int(d.get("n", 0)), int(d.get("e", 0))
+        if d.get("sl"):
+            e.server_latency = sketch_load(d["sl"])
+        if d.get("cl"):
+            e.client_latency = sketch_load(d["cl"])
+        e.first_ns, e.last_ns = int(d.get("f", 0)), int(d.get("l", 0))
+        e.tls_yes, e.tls_no = int(d.get("ty", 0)), int(d.get("tn", 0))
+        e.auth = {str(k): int(v) for k, v in (d.get("a") or {}).items()}
+        e.unauthenticated, e.auth_unknown = int(d.get("u", 0)), int(d.get("uk", 0))
+        e.endpoints = {str(k): int(v) for k, v in (d.get("ep") or {}).items()}
+        return e
+
+
+class CallGraphPart:
+    """The call graph in State (part ``"callgraph"``).
+
+    Readers: :meth:`report` -> ``{"nodes": [...], "edges": [...]}``;
+    :meth:`edges` yields :class:`EdgeStats` (client, server, connection_type,
+    calls, errors, server_latency/client_latency sketches in seconds, first_ns,
+    last_ns, tls, auth counts, endpoints); :meth:`nodes` yields
+    :class:`NodeInfo`; :meth:`counters` the pairing counters.
+    """
+
+    def __init__(self, max_edges: int = 20_000, max_nodes: int = 10_000) -> None:
+        self.max_edges = max_edges
+        self.max_nodes = max_nodes
+        self._nodes: dict[str, NodeInfo] = {}
+        self._edges: dict[tuple[str, str, str], EdgeStats] = {}
+        self.dropped_edges = 0
+        self.counters: dict[str, int] = {
+            "paired": 0, "expired_client": 0, "expired_server": 0, "expired_dropped": 0,
+            "evicted": 0, "late_after_expiry": 0, "immediate": 0,
+        }
+
+    def node(self, nid: str, kind: NodeKind, ts: int, **attrs: Any) -> NodeInfo:
+        n = self._nodes.get(nid)
+        if n is not None:
+            if ts > n.last_ns:
+                n.last_ns = ts
+            elif ts and ts < n.first_ns:
+                n.first_ns = ts
+            return n
+        n = NodeInfo(nid, kind, first_ns=ts, last_ns=ts)
+        if len(self._nodes) < self.max_nodes:
+            self._nodes[nid] = n
+        if attrs:
+            for k, v in attrs.items():
+                if k == "virtual":
+                    n.virtual = bool(v)
+                elif k == "internal":
+                    n.internal = v
+                elif k == "name":
+                    n.name = str(v)
+                elif v not in (None, ""):
+                    n.attributes[k] = v
+        return n
+
+    def record(self, call: Call) -> None:
+        key = (call.client, call.server, call.connection_type)
+        e = self._edges.get(key)
+        if e is None:
+            if len(self._edges) >= self.max_edges:
+                self.dropped_edges += 1
+                return
+            e = EdgeStats(*key)
+            self._edges[key] = e
+        e.calls += 1
+        span = call.span
+        if span.is_error:
+            e.errors += 1
+        if call.server_span is not None:
+            e.server_latency.add(call.server_span.duration_ns / _NS)
+        if call.client_span is not None:
+            e.client_latency.add(call.client_span.duration_ns / _NS)
+        ts = span.end_ns or span.start_ns
+        if not e.first_ns or ts < e.first_ns:
+            e.first_ns = ts
+        if ts > e.last_ns:
+            e.last_ns = ts
+        if call.tls is True:
+            e.tls_yes += 1
+        elif call.tls is False:
+            e.tls_no += 1
+        if call.auth is None:
+            e.auth_unknown += 1
+        elif not call.auth:
+            e.unauthenticated += 1
+        else:
+            for a in call.auth:
+                e.auth[a] = e.auth.get(a, 0) + 1
+        ep = call.endpoint
+        if ep is not None:
+            k = f"{ep.method} {ep.route}"
+            if k in e.endpoints or len(e.endpoints) < MAX_EDGE_ENDPOINTS:
+                e.endpoints[k] = e.endpoints.get(k, 0) + 1
+
+    def edges(self) -> Iterable[EdgeStats]:
+        return list(self._edges.values())
+
+    def nodes(self) -> Iterable[NodeInfo]:
+        return list(self._nodes.values())
+
+    def edge(self, client: str, server: str, connection_type: str) -> EdgeStats | None:
+        return self._edges.get((client, server, connection_type))
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "nodes": [n.as_dict() for n in sorted(self._nodes.values(), key=lambda n: n.id)],
+            "edges": [e.as_dict() for e in sorted(self._edges.values(), key=lambda e: e.key)],
+            "pairing": dict(self.counters),
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "v": 1,
+            "nodes": [
+                {"id": n.id, "k": n.kind.value, "nm": n.name, "vi": n.virtual, "in": n.internal,
+                 "a": n.attributes, "f": n.first_ns, "l": n.last_ns}
+                for n in self._nodes.values()
+            ],
+            "edges": [e.to_json() for e in self._edges.values()],
+            "counters": self.counters,
+        }
+
+    def restore(self, data: Any) -> None:
+        if not isinstance(data, dict) or data.get("v") != 1:
+            return
+        for d in data.get("nodes") or ():
+            try:
+                kind = NodeKind(d["k"])
+            except (KeyError, ValueError):
+                continue
+            self._nodes[str(d["id"])] = NodeInfo(
+                str(d["id"]), kind, str(d.get("nm") or ""), bool(d.get("vi")), d.get("in"),
+                dict(d.get("a") or {}), int(d.get("f") or 0), int(d.get("l") or 0),
+            )
+        for d in data.get("edges") or ():
+            e = EdgeStats.from_json(d)
+            self._edges[e.key] = e
+        for k, v in (data.get("counters") or {}).items():
+            self.counters[str(k)] = int(v)
+
+
+@dataclass(slots=True, eq=False)
+class _Pending:
+    span: Span
+    node: str
+    kind: NodeKind
+    endpoint: Endpoint | None
+    expires_ns: int
+    client_side: bool
+    replay: bool
+    keys: tuple[tuple[str, str], ...] = ()
+    done: bool = False
+    paired: bool = False
+    ticks: int = 0
+
+
+def _combine_tls(a: bool | None, b: bool | None) -> bool | None:
+    if a or b:
+        return True
+    if a is False or b is False:
+        return False
+    return None
+
+
+def _combine_auth(a: tuple[str, ...] | None, b: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return tuple(sorted(set(a) | set(b)))
+
+
+class CallGraphEnricher(Enricher):
+    """Pairs spans into calls, keeps the ``callgraph`` part. See the module docstring."""
+
+    name = PART
+
+    def __init__(self, config: Any = None, *, clock: Any = None) -> None:
+        sect: dict[str, Any] = {}
+        fn = getattr(config, "section", None)
+        if fn is not None:
+            sect = fn("graph") or {}
+        self.ttl_ns = int(float(sect.get("pair_ttl_seconds", 10)) * _NS)
+        self.max_unpaired = int(sect.get("max_unpaired", 100_000))
+        self.max_edges = int(sect.get("max_edges", 20_000))
+        self.max_nodes = int(sect.get("max_nodes", 10_000))
+        self.max_client_nodes = int(sect.get("max_client_nodes", 1_000))
+        self.classifier = Classifier(
+            getattr(config, "internal_domains", None) or (),
+            getattr(config, "internal_cidrs", None) or (),
+        )
+        self.clock = clock or time.time_ns
+        self._clients: dict[tuple[str, str], _Pending] = {}
+        self._servers: dict[tuple[str, str], list[_Pending]] = {}
+        self._fifo: deque[_Pending] = deque()
+        self._gone: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._client_nets: set[str] = set()
+        self._replay_since_tick = False
+        self._out: list[Call] = []
+        self._part: CallGraphPart | None = None
+        self._state: State | None = None
+
+    # ------------------------------------------------------------------ plumbing
+    def attach(self, state: State) -> CallGraphPart:
+        part = state.parts.get(PART)
+        if part is None:
+            part = state.part(PART, lambda: CallGraphPart(self.max_edges, self.max_nodes))
+        self._part = part
+        self._state = state
+        return part  # type: ignore[no-any-return]
+
+    @property
+    def pending(self) -> int:
+        return sum(1 for p in self._fifo if not p.done)
+
+    def process(self, batch: Sequence[Span], state: State) -> Iterable[Finding]:
+        self.attach(state)
+        endpoints = state.batch.endpoints
+        now = self.clock()
+        for span in batch:
+            kind = span.kind
+            if span.db is not None and kind in (SpanKind.CLIENT, *_MISKINDS):
+                self._database(span, endpoints)
+            elif kind == SpanKind.SERVER:
+                self._server_side(span, endpoints, now)
+            elif kind == SpanKind.CLIENT or kind == SpanKind.PRODUCER:
+                self._client_side(span, endpoints, now, stored=True)
+            elif kind == SpanKind.CONSUMER:
+                self._server_side(span, endpoints, now)
+            else:
+                self._miskind(span, endpoints, now)
+            if span.source == SOURCE_REPLAY:
+                self._replay_since_tick = True
+        self._enforce_capacity()
+        return self._flush(state)
+
+    def tick(self, now_ns: int, state: State) -> Iterable[Finding]:
+        """Expire unpaired spans. Replayed spans expire on the second tick without new
+        replayed spans, or once they survived a tick (a recording has no future)."""
+        self.attach(state)
+        idle = not self._replay_since_tick
+        self._replay_since_tick = False
+        fifo = self._fifo
+        keep: deque[_Pending] = deque()
+        while fifo:
+            p = fifo[0]
+            if p.done:
+                fifo.popleft()
+                continue
+            if p.replay:
+                if idle or p.ticks >= 1:
+                    fifo.popleft()
+                    self._expire(p)
+                    continue
+                p.ticks += 1
+                keep.append(fifo.popleft())
+                continue
+            if p.expires_ns <= now_ns:
+                fifo.popleft()
+                self._expire(p)
+                continue
+            break
+        if keep:
+            fifo.extendleft(reversed(keep))
+        return self._flush(state)
+
+    def flush_all(self, state: State) -> list[Finding]:
+        """Resolve every waiting span now (end of an offline analysis)."""
+        self.attach(state)
+        while self._fifo:
+            p = self._fifo.popleft()
+            if not p.done:
+                self._expire(p)
+        self._flush(state)
+        return []
+
+    def _flush(self, state: State) -> list[Finding]:
+        if self._out:
+            calls = self._out
+            self._out = []
+            state.batch.calls.extend(calls)
+            part = self._part
+            assert part is not None
+            inv = state.parts.get("inventory")
+            note = getattr(inv, "record_caller", None)
+            for c in calls:
+                part.record(c)
+                if note is not None and c.endpoint is not None and c.server_span is not None:
+                    note(c.endpoint, c.client)
+        return []
+
+    # ------------------------------------------------------------------ roles
+    def _own(self, span: Span) -> tuple[str, NodeKind]:
+        nid, kind = own_node(span.resource)
+        assert self._part is not None
+        ts = span.end_ns
+        if kind == NodeKind.FUNCTION:
+            res = span.resource
+            self._part.node(
+                nid, kind, ts, name=nid, service=res.service_name,
+                cloud_resource_id=res.attributes.get("cloud.resource_id"),
+                provider=res.attributes.get("cloud.provider"),
+            )
+        else:
+            self._part.node(nid, kind, ts)
+        return nid, kind
+
+    def _database(self, span: Span, endpoints: dict[str, Any]) -> None:
+        cid, ckind = self._own(span)
+        sid = db_node(span)
+        db = span.db
+        assert db is not None and self._part is not None
+        self._part.node(
+            sid, NodeKind.DATABASE, span.end_ns, virtual=True,
+            system=db.system, host=db.server_address,
+            internal=self.classifier.is_internal(db.server_address) if db.server_address else None,
+        )
+        self._part.counters["immediate"] += 1
+        self._out.append(Call(
+            cid, sid, ckind, NodeKind.DATABASE, "database", span, client_span=span,
+            endpoint=endpoints.get(span.span_id), tls=tls_evidence(span), auth=auth_evidence(span),
+        ))
+
+    def _client_side(self, span: Span, endpoints: dict[str, Any], now: int, *, stored: bool) -> None:
+        key = (span.trace_id, span.span_id)
+        nid, kind = self._own(span)
+        mine = _Pending(span, nid, kind, endpoints.get(span.span_id), now + self.ttl_ns, True,
+                        span.source == SOURCE_REPLAY, (key,))
+        waiting = self._servers.pop(key, None)
+        if waiting:
+            fanout = span.kind == SpanKind.PRODUCER
+            for srv in waiting:
+                if srv.done:
+                    continue
+                if not fanout and mine.paired:
+                    self._servers.setdefault(key, []).append(srv)
+                    continue
+                if span.kind in _MISKINDS and srv.span.service == span.service:
+                    continue
+                self._pair(mine, srv)
+            if mine.paired and not fanout:
+                return
+        if key in self._gone:
+            self._late(key)
+            return
+        if stored or span.http is not None or span.rpc is not None:
+            self._clients[key] = mine
+            self._fifo.append(mine)
+
+    def _server_side(self, span: Span, endpoints: dict[str, Any], now: int) -> None:
+        nid, kind = self._own(span)
+        keys: list[tuple[str, str]] = []
+        if span.parent_span_id:
+            keys.append((span.trace_id, span.parent_span_id))
+        if span.kind == SpanKind.CONSUMER or span.kind in _MISKINDS:
+            for link in span.links:
+                keys.append((link.trace_id, link.span_id))
+        mine = _Pending(span, nid, kind, endpoints.get(span.span_id), now + self.ttl_ns, False,
+                        span.source == SOURCE_REPLAY, tuple(keys))
+        for k in keys:
+            cli = self._clients.get(k)
+            if cli is None or cli.done:
+                continue
+            if span.kind in _MISKINDS and cli.span.service == span.service:
+                continue
+            if cli.span.kind in _MISKINDS and cli.span.service == span.service:
+                continue
+            self._pair(cli, mine)
+            return
+        if span.kind in _MISKINDS:
+            return
+        if not keys:
+            self._resolve_server(mine)
+            return
+        for k in keys:
+            if k in self._gone:
+                self._late(k)
+                return
+        for k in keys:
+            self._servers.setdefault(k, []).append(mine)
+        self._fifo.append(mine)
+
+    def _miskind(self, span: Span, endpoints: dict[str, Any], now: int) -> None:
+        """A span of wrong or missing kind: pair with a parent of another service
+        (as the server side), or wait as a client for children of another service."""
+        if span.parent_span_id:
+            cli = self._clients.get((span.trace_id, span.parent_span_id))
+            if cli is not None and not cli.done and cli.span.service != span.service:
+                self._server_side(span, endpoints, now)
+                return
+        key = (span.trace_id, span.span_id)
+        waiting = self._servers.get(key)
+        if waiting and any(not s.done and s.span.service != span.service for s in waiting):
+            self._client_side(span, endpoints, now, stored=False)
+            return
+        if span.http is not None or span.rpc is not None or span.messaging is not None:
+            self._client_side(span, endpoints, now, stored=False)
+
+    # ------------------------------------------------------------------ outcomes
+    def _done(self, p: _Pending) -> None:
+        p.done = True
+        if p.client_side:
+            for k in p.keys:
+                if self._clients.get(k) is p:
+                    del self._clients[k]
+        else:
+            for k in p.keys:
+                lst = self._servers.get(k)
+                if lst is not None:
+                    try:
+                        lst.remove(p)
+                    except ValueError:
+                        pass
+                    if not lst:
+                        del self._servers[k]
+
+    def _pair(self, cli: _Pending, srv: _Pending) -> None:
+        assert self._part is not None
+        cspan, sspan = cli.span, srv.span
+        if cspan.kind == SpanKind.PRODUCER:
+            cli.paired = True  # keeps waiting for more consumers until it expires
+        else:
+            self._done(cli)
+            cli.paired = True
+        if not srv.done:
+            self._done(srv)
+        srv.paired = True
+        self._part.counters["paired"] += 1
+        ctype = self._ctype(cspan, sspan, srv.kind)
+        self._out.append(Call(
+            cli.node, srv.node, cli.kind, srv.kind, ctype, sspan,
+            client_span=cspan, server_span=sspan,
+            endpoint=srv.endpoint or cli.endpoint,
+            tls=_combine_tls(tls_evidence(cspan), tls_evidence(sspan)),
+            auth=_combine_auth(auth_evidence(cspan), auth_evidence(sspan)),
+        ))
+
+    @staticmethod
+    def _ctype(cspan: Span | None, sspan: Span | None, server_kind: NodeKind) -> str:
+        if server_kind == NodeKind.FUNCTION and sspan is not None and sspan.faas is not None:
+            return sspan.faas.trigger or "faas"
+        for s in (sspan, cspan):
+            if s is not None:
+                t = connection_type(s)
+                if t:
+                    return t
+        return "unknown"
+
+    def _late(self, key: tuple[str, str]) -> None:
+        assert self._part is not None
+        self._part.counters["late_after_expiry"] += 1
+        self._gone.pop(key, None)
+
+    def _remember_gone(self, keys: Iterable[tuple[str, str]]) -> None:
+        for k in keys:
+            self._gone[k] = None
+        while len(self._gone) > self.max_unpaired:
+            self._gone.popitem(last=False)
+
+    def _expire(self, p: _Pending) -> None:
+        assert self._part is not None
+        self._done(p)
+        if p.paired:
+            return
+        span = p.span
+        if span.kind in _MISKINDS:
+            self._part.counters["expired_dropped"] += 1
+            return
+        if p.client_side:
+            self._part.counters["expired_client"] += 1
+            if span.kind != SpanKind.PRODUCER:
+                self._remember_gone(p.keys)
+            self._resolve_client(p)
+        else:
+            self._part.counters["expired_server"] += 1
+            self._remember_gone(p.keys)
+            self._resolve_server(p)
+
+    def _enforce_capacity(self) -> None:
+        fifo = self._fifo
+        while fifo and fifo[0].done:
+            fifo.popleft()
+        while len(fifo) > self.max_unpaired:
+            p = fifo.popleft()
+            if p.done:
+                continue
+            assert self._part is not None
+            self._part.counters["evicted"] += 1
+            self._expire(p)
+
+    def _resolve_client(self, p: _Pending) -> None:
+        """A client or producer whose server never reported: call a virtual node."""
+        assert self._part is not None
+        span = p.span
+        ts = span.end_ns
+        part = self._part
+        if span.kind == SpanKind.PRODUCER or (span.messaging is not None and span.http is None):
+            sid, skind, ctype = queue_node(span), NodeKind.QUEUE, "messaging"
+            m = span.messaging
+            part.node(sid, skind, ts, virtual=True, system=m.system if m else "",
+                      destination=m.destination if m else "")
+        elif span.faas is not None and span.faas.invoked_name:
+            f = span.faas
+            sid, skind, ctype = f.invoked_name, NodeKind.FUNCTION, "faas"
+            part.node(sid, skind, ts, virtual=True, provider=f.invoked_provider,
+                      region=f.invoked_region)
+        else:
+            sid, skind = self._virtual(span)
+            ctype = connection_type(span) or "http"
+        self._out.append(Call(
+            p.node, sid, p.kind, skind, ctype, span, client_span=span, endpoint=p.endpoint,
+            tls=tls_evidence(span), auth=auth_evidence(span),
+        ))
+
+    def _virtual(self, span: Span) -> tuple[str, NodeKind]:
+        assert self._part is not None
+        http = span.http
+        peer = str(span.attributes.get("peer.service") or "")
+        host = addr = ""
+        if http is not None:
+            peer = peer or http.peer_service
+            host = http.server_address
+            addr = http.network_peer_address
+        if not host:
+            host = str(span.attributes.get("server.address") or span.attributes.get("net.peer.name") or "")
+        if not addr:
+            addr = str(span.attributes.get("network.peer.address") or span.attributes.get("net.peer.ip") or "")
+        where = host or addr
+        internal = self.classifier.is_internal(where) if where else True
+        name = peer or host or addr or "unknown"
+        if not internal:
+            nid, kind = f"ext:{name}", NodeKind.EXTERNAL
+        elif peer:
+            nid, kind = peer, NodeKind.SERVICE
+        else:
+            nid, kind = f"int:{name}", NodeKind.SERVICE
+        self._part.node(nid, kind, span.end_ns, virtual=True, internal=internal, name=name,
+                        host=host, address=addr)
+        return nid, kind
+
+    def _resolve_server(self, p: _Pending) -> None:
+        """A server or consumer with no client span: call from its caller node."""
+        assert self._part is not None
+        span = p.span
+        part = self._part
+        ts = span.end_ns
+        trigger = span.faas.trigger if span.faas is not None else ""
+        ctype = ""
+        if span.kind == SpanKind.CONSUMER and span.messaging is not None:
+            cid, ckind = queue_node(span), NodeKind.QUEUE
+            part.node(cid, ckind, ts, virtual=True, system=span.messaging.system,
+                      destination=span.messaging.destination)
+            ctype = "messaging"
+        elif trigger and trigger != "http":
+            if trigger == "pubsub" and span.messaging is not None:
+                cid, ckind = queue_node(span), NodeKind.QUEUE
+            elif trigger == "datasource" and span.db is not None:
+                cid, ckind = db_node(span), NodeKind.DATABASE
+            else:
+                cid, ckind = f"event:{trigger}", NodeKind.INGRESS
+            part.node(cid, ckind, ts, virtual=True)
+        else:
+            cid, ckind = self._caller(span)
+        if p.kind == NodeKind.FUNCTION:
+            ctype = trigger or "faas"
+        ctype = ctype or connection_type(span) or "http"
+        if not p.keys:
+            part.counters["immediate"] += 1
+        self._out.append(Call(
+            cid, p.node, ckind, p.kind, ctype, span, server_span=span, endpoint=p.endpoint,
+            tls=tls_evidence(span), auth=auth_evidence(span),
+        ))
+
+    def _caller(self, span: Span) -> tuple[str, NodeKind]:
+        assert self._part is not None
+        http = span.http
+        addr = ""
+        if http is not None:
+            addr = http.client_address or http.network_peer_address
+        net = client_network(addr) if addr else None
+        if net is None:
+            self._part.node("ingress", NodeKind.INGRESS, span.end_ns, virtual=True)
+            return "ingress", NodeKind.INGRESS
+        if net not in self._client_nets:
+            if len(self._client_nets) >= self.max_client_nodes:
+                net = "other"
+            else:
+                self._client_nets.add(net)
+        nid = f"client:{net}"
+        internal = self.classifier.is_internal(net.partition("/")[0]) if net != "other" else None
+        self._part.node(nid, NodeKind.CLIENT, span.end_ns, virtual=True, internal=internal,
+                        name=net)
+        return nid, NodeKind.CLIENT

@@ -1,0 +1,764 @@
+"""The API inventory: every (service, method, route template) the traffic shows.
+
+:class:`InventoryEnricher` runs before the call graph. For every HTTP or RPC
+span it computes the :class:`~agent.model.Endpoint` and publishes it in
+``state.batch.endpoints[span_id]``; server-side spans are also counted into the
+State part ``"inventory"`` (:class:`InventoryPart`): calls, errors, status
+codes, latency sketch, callers, auth schemes, query parameter names, content
+types, first/last seen and a lifecycle (new, active, shadow, zombie, dormant,
+revived; ``unused`` for documented operations never called).
+
+Route templates come from ``http.route`` (converted to OpenAPI syntax) or, when
+there is none, are inferred from ``url.path`` with bounded cardinality
+(:class:`~enrichers.inventory.routes.PathTemplater`). Client spans get an
+endpoint on the callee (named by ``peer.service`` or the host) so calls to
+uninstrumented services carry one too; those are not part of the inventory.
+
+Specs come from ``config.specs`` and the ``inventory`` section's ``specs``;
+endpoints are matched to operations by shape. Findings: ``shadow_endpoint``
+(served, not in the service's spec; API9:2023), ``zombie_endpoint`` (deprecated
+in the spec, still called; with the callers) and ``undocumented_service``
+(traffic but no spec; info). Shadow and zombie observations are gathered per
+endpoint and emitted on the next tick (or batch), so the callers the call graph
+adds in the same batch are in the evidence.
+
+Settings (``config.section("inventory")``): ``max_distinct_per_segment`` (25),
+``max_depth`` (12), ``max_nodes_per_service`` (2000), ``max_endpoints`` (20000),
+``dormant_after_seconds`` (7 days), ``new_for_seconds`` (1 day), ``specs``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ddsketch import DDSketch
+
+from agent.model import (
+    SOURCE_REPLAY,
+    Endpoint,
+    Finding,
+    Severity,
+    Span,
+    SpanKind,
+    Subject,
+    auth_evidence,
+    ns_to_iso,
+)
+from enrichers.base import Enricher
+from enrichers.inventory.routes import (
+    PathTemplater,
+    Template,
+    convert_route,
+    normalize_method,
+    split_path,
+)
+from enrichers.inventory.sketches import quantile_ms, sketch_dump, sketch_load
+from enrichers.inventory.specs import Operation, Spec, SpecError, load_spec
+
+if TYPE_CHECKING:
+    from agent.state import State
+
+log = logging.getLogger("apiward.inventory")
+
+PART = "inventory"
+OWASP_INVENTORY = "API9:2023"
+MAX_CALLERS = 50
+MAX_SMALL_SET = 20
+MAX_QUERY_NAMES = 50
+MAX_TRACES = 10
+_NOT_SERVED = (404, 405)
+_DAY = 86_400
+
+
+@dataclass(slots=True)
+class EndpointRecord:
+    """Mutable statistics of one endpoint (owned by :class:`InventoryPart`)."""
+
+    service: str
+    method: str
+    route: str
+    protocol: str = "http"
+    inferred: bool = False
+    params: dict[str, str] = field(default_factory=dict)
+    calls: int = 0
+    errors: int = 0
+    status: dict[int, int] = field(default_factory=dict)
+    sketch: Any = field(default_factory=DDSketch)
+    callers: dict[str, int] = field(default_factory=dict)
+    auth: dict[str, int] = field(default_factory=dict)
+    unauthenticated: int = 0
+    query_params: set[str] = field(default_factory=set)
+    request_types: set[str] = field(default_factory=set)
+    response_types: set[str] = field(default_factory=set)
+    first_ns: int = 0
+    last_ns: int = 0
+    served: bool = False
+    revived_ns: int = 0
+    documented: bool | None = None  # None: the service has no spec
+    deprecated: bool = False
+    operation: str = ""
+    operation_id: str = ""
+    traces: deque[str] = field(default_factory=lambda: deque(maxlen=MAX_TRACES))
+    # observations not yet turned into findings
+    pend_calls: int = 0
+    pend_first: int = 0
+    pend_last: int = 0
+    pend_traces: list[str] = field(default_factory=list)
+    pend_spans: list[str] = field(default_factory=list)
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint(self.service, self.method, self.route)
+
+    def merge(self, o: EndpointRecord) -> None:
+        self.calls += o.calls
+        self.errors += o.errors
+        for code, n in o.status.items():
+            self.status[code] = self.status.get(code, 0) + n
+        self.sketch.merge(o.sketch)
+        for who, n in o.callers.items():
+            if who in self.callers or len(self.callers) < MAX_CALLERS:
+                self.callers[who] = self.callers.get(who, 0) + n
+        for scheme, n in o.auth.items():
+            self.auth[scheme] = self.auth.get(scheme, 0) + n
+        self.unauthenticated += o.unauthenticated
+        _bounded_update(self.query_params, o.query_params, MAX_QUERY_NAMES)
+        _bounded_update(self.request_types, o.request_types, MAX_SMALL_SET)
+        _bounded_update(self.response_types, o.response_types, MAX_SMALL_SET)
+        self.first_ns = min(x for x in (self.first_ns, o.first_ns) if x) if o.first_ns else self.first_ns
+        self.last_ns = max(self.last_ns, o.last_ns)
+        self.served = self.served or o.served
+        self.traces.extend(o.traces)
+        if o.pend_calls:
+            self.pend_first = min(x for x in (self.pend_first, o.pend_first) if x)
+            self.pend_last = max(self.pend_last, o.pend_last)
+            self.pend_calls += o.pend_calls
+            self.pend_traces = (self.pend_traces + o.pend_traces)[:MAX_TRACES]
+            self.pend_spans = (self.pend_spans + o.pend_spans)[:MAX_TRACES]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "service": self.service, "method": self.method, "route": self.route,
+            "protocol": self.protocol, "inferred": self.inferred, "params": self.params,
+            "calls": self.calls, "errors": self.errors,
+            "status": {str(k): v for k, v in self.status.items()},
+            "sketch": sketch_dump(self.sketch), "callers": self.callers, "auth": self.auth,
+            "unauthenticated": self.unauthenticated, "query_params": sorted(self.query_params),
+            "request_types": sorted(self.request_types),
+            "response_types": sorted(self.response_types),
+            "first_ns": self.first_ns, "last_ns": self.last_ns, "served": self.served,
+            "revived_ns": self.revived_ns, "traces": list(self.traces),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> EndpointRecord:
+        r = cls(str(d["service"]), str(d["method"]), str(d["route"]))
+        r.protocol = str(d.get("protocol") or "http")
+        r.inferred = bool(d.get("inferred"))
+        r.params = {str(k): str(v) for k, v in (d.get("params") or {}).items()}
+        r.calls = int(d.get("calls") or 0)
+        r.errors = int(d.get("errors") or 0)
+        r.status = {int(k): int(v) for k, v in (d.get("status") or {}).items()}
+        if d.get("sketch"):
+            r.sketch = sketch_load(d["sketch"])
+        r.callers = {str(k): int(v) for k, v in (d.get("callers") or {}).items()}
+        r.auth = {str(k): int(v) for k, v in (d.get("auth") or {}).items()}
+        r.unauthenticated = int(d.get("unauthenticated") or 0)
+        r.query_params = set(d.get("query_params") or ())
+        r.request_types = set(d.get("request_types") or ())
+        r.response_types = set(d.get("response_types") or ())
+        r.first_ns = int(d.get("first_ns") or 0)
+        r.last_ns = int(d.get("last_ns") or 0)
+        r.served = bool(d.get("served"))
+        r.revived_ns = int(d.get("revived_ns") or 0)
+        r.traces.extend(d.get("traces") or ())
+        return r
+
+
+def _bounded_update(dst: set[str], src: Iterable[str], cap: int) -> None:
+    for x in src:
+        if len(dst) >= cap:
+            return
+        dst.add(x)
+
+
+Key = tuple[str, str, str]
+
+
+class InventoryPart:
+    """The inventory in State (part ``"inventory"``). See the module docstring.
+
+    Readers: :meth:`report` (list of endpoint dicts), :meth:`endpoint` (one
+    endpoint with details), :meth:`records_for` (for OpenAPI reconstruction),
+    ``spec_errors`` (one message per spec that could not be used). Writers other
+    than the inventory enricher: the call graph calls :meth:`record_caller`.
+    """
+
+    def __init__(self, settings: dict[str, Any] | None = None, state: State | None = None) -> None:
+        s = settings or {}
+        self.templater = PathTemplater(
+            max_distinct=int(s.get("max_distinct_per_segment", 25)),
+            max_depth=int(s.get("max_depth", 12)),
+            max_nodes=int(s.get("max_nodes_per_service", 2_000)),
+        )
+        self.outbound = PathTemplater(
+            max_distinct=int(s.get("max_distinct_per_segment", 25)),
+            max_depth=int(s.get("max_depth", 12)),
+            max_nodes=int(s.get("max_nodes_per_service", 2_000)) // 4,
+            max_services=500,
+        )
+        self.max_endpoints = int(s.get("max_endpoints", 20_000))
+        self.dormant_after_ns = int(float(s.get("dormant_after_seconds", 7 * _DAY)) * 1e9)
+        self.new_for_ns = int(float(s.get("new_for_seconds", _DAY)) * 1e9)
+        self.records: dict[Key, EndpointRecord] = {}
+        self.specs: dict[str, Spec] = {}
+        self.spec_errors: list[str] = []
+        self.flagged_services: set[str] = set()
+        self.data_clock_ns = 0
+        self.live = False
+        self.data_wall_ns = 0
+        self.overflow = 0
+        self.state = state
+        self._route_cache: dict[str, Template] = {}
+        #: raw path -> template; valid until a position collapses (then cleared)
+        self._path_cache: dict[tuple[str, str], Template] = {}
+
+    # ------------------------------------------------------------------ specs
+    def set_specs(self, specs: dict[str, Spec], errors: list[str]) -> None:
+        self.specs = specs
+        self.spec_errors = list(errors)
+        for svc, spec in specs.items():
+            for op in spec.operations:
+                for prefix in spec.prefixes:
+                    self.templater.pin(svc, (*prefix, *op.shape))
+        for rec in self.records.values():
+            self._match(rec)
+
+    def _match(self, rec: EndpointRecord) -> None:
+        spec = self.specs.get(rec.service)
+        if spec is None or rec.protocol != "http":
+            rec.documented, rec.deprecated, rec.operation, rec.operation_id = None, False, "", ""
+            return
+        op: Operation | None = spec.match(rec.method, rec.route)
+        if op is None and rec.method == "OPTIONS" and spec.has_path(rec.route):
+            rec.documented, rec.deprecated, rec.operation = True, False, ""
+            return
+        rec.documented = op is not None
+        rec.deprecated = bool(op and op.deprecated)
+        rec.operation = op.key if op else ""
+        rec.operation_id = op.operation_id if op else ""
+
+    # ------------------------------------------------------------------ clock
+    def now_ns(self) -> int:
+        """The data's own clock (latest span end), advanced by the wall time elapsed
+        since the last live span: replays are judged by their own time, live traffic
+        that stops still turns dormant."""
+        if self.live and self.data_wall_ns:
+            return self.data_clock_ns + max(0, time.time_ns() - self.data_wall_ns)
+        return self.data_clock_ns
+
+    # ------------------------------------------------------------------ endpoints
+    def server_template(self, span: Span) -> tuple[str, Template] | None:
+        """(method, template) of a server-side HTTP/RPC span, or ``None``."""
+        rpc = span.rpc
+        if rpc is not None and rpc.service:
+            return "POST", Template(f"/{rpc.service}/{rpc.method or '{method}'}")
+        http = span.http
+        if http is None:
+            return None
+        method = normalize_method(http.method or "GET")
+        if http.route:
+            t = self._route_cache.get(http.route)
+            if t is None:
+                if len(self._route_cache) > 10_000:
+                    self._route_cache.clear()
+                t = convert_route(http.route)
+                self._route_cache[http.route] = t
+            return method, t
+        if http.path:
+            if http.status_code == 404:
+                return method, self.templater.template(span.service, http.path, learn=False)
+            key = (span.service, http.path)
+            t = self._path_cache.get(key)
+            if t is None:
+                if len(self._path_cache) >= 8192:
+                    self._path_cache.clear()
+                t = self.templater.template(span.service, http.path)
+                self._path_cache[key] = t
+            return method, t
+        return None
+
+    def client_endpoint(self, span: Span) -> Endpoint | None:
+        """Endpoint on the callee of a client span (not recorded in the inventory)."""
+        rpc = span.rpc
+        http = span.http
+        callee = ""
+        if http is not None:
+            callee = http.peer_service or http.server_address or http.network_peer_address
+        if rpc is not None and rpc.service:
+            peer = str(span.attributes.get("peer.service") or "") or callee or rpc.service
+            return Endpoint(peer, "POST", f"/{rpc.service}/{rpc.method}")
+        if http is None or not callee:
+            return None
+        method = normalize_method(http.method or "GET")
+        if not http.path:
+            return Endpoint(callee, method, "/")
+        key = ("\x00" + callee, http.path)  # outbound entries share the path cache
+        t = self._path_cache.get(key)
+        if t is None:
+            if len(self._path_cache) >= 8192:
+                self._path_cache.clear()
+            t = self.outbound.template(callee, http.path)
+            self._path_cache[key] = t
+            if self.outbound.take_collapsed():
+                self._path_cache.clear()
+        return Endpoint(callee, method, t.route)
+
+    def observe(self, span: Span, method: str, tmpl: Template) -> EndpointRecord:
+        key = (span.service, method, tmpl.route)
+        rec = self.records.get(key)
+        if rec is None:
+            if len(self.records) >= self.max_endpoints:
+                self.overflow += 1
+                key = (span.service, method, "/{overflow}")
+                rec = self.records.get(key)
+            if rec is None:
+                rec = EndpointRecord(key[0], key[1], key[2], inferred=tmpl.inferred)
+                rec.params = tmpl.param_types
+                if span.rpc is not None and span.rpc.service:
+                    rec.protocol = span.rpc.system or "rpc"
+                self._match(rec)
+                self.records[key] = rec
+        end = span.end_ns or span.start_ns
+        if rec.last_ns and end - rec.last_ns > self.dormant_after_ns:
+            rec.revived_ns = end
+        rec.calls += 1
+        if span.is_error:
+            rec.errors += 1
+        rec.sketch.add(span.duration_ns / 1e9)
+        if not rec.first_ns or end < rec.first_ns:
+            rec.first_ns = end
+        if end > rec.last_ns:
+            rec.last_ns = end
+        rec.traces.append(span.trace_id)
+        http = span.http
+        code = 0
+        if http is not None:
+            code = http.status_code
+            if code:
+                rec.status[code] = rec.status.get(code, 0) + 1
+            if http.query and len(rec.query_params) < MAX_QUERY_NAMES:
+                for pair in http.query.split("&"):
+                    name = pair.partition("=")[0][:64]
+                    if name and len(rec.query_params) < MAX_QUERY_NAMES:
+                        rec.query_params.add(name)
+            h = http.request_headers
+            if h:
+                ct = h.get("content-type")
+                if ct and len(rec.request_types) < MAX_SMALL_SET:
+                    rec.request_types.add(ct.partition(";")[0].strip().lower()[:100])
+            h = http.response_headers
+            if h:
+                ct = h.get("content-type")
+                if ct and len(rec.response_types) < MAX_SMALL_SET:
+                    rec.response_types.add(ct.partition(";")[0].strip().lower()[:100])
+        elif span.rpc is not None and span.rpc.grpc_status is not None:
+            code = span.rpc.grpc_status
+            rec.status[code] = rec.status.get(code, 0) + 1
+        if code not in _NOT_SERVED:
+            rec.served = True
+        auth = auth_evidence(span)
+        if auth is not None:
+            if auth:
+                for a in auth:
+                    rec.auth[a] = rec.auth.get(a, 0) + 1
+            else:
+                rec.unauthenticated += 1
+        if rec.deprecated or (rec.documented is False and rec.served):
+            if not rec.pend_calls:
+                rec.pend_first = end
+                rec.pend_traces = []
+                rec.pend_spans = []
+            rec.pend_calls += 1
+            rec.pend_first = min(rec.pend_first, end)
+            rec.pend_last = max(rec.pend_last, end)
+            if len(rec.pend_traces) < 3:
+                rec.pend_traces.append(span.trace_id)
+                rec.pend_spans.append(span.span_id)
+        return rec
+
+    def record_caller(self, endpoint: Endpoint, caller: str) -> None:
+        """Called by the call graph for each call it pairs or resolves."""
+        rec = self.records.get((endpoint.service, endpoint.method, endpoint.route))
+        if rec is None:
+            return
+        if caller in rec.callers or len(rec.callers) < MAX_CALLERS:
+            rec.callers[caller] = rec.callers.get(caller, 0) + 1
+
+    def apply_collapses(self, batch_endpoints: dict[str, Any] | None = None) -> int:
+        """Merge records whose inferred template a collapse just generalised."""
+        dirty = self.templater.take_collapsed()
+        if not dirty:
+            return 0
+        self._path_cache.clear()
+        moved: dict[Key, Key] = {}
+        for key, rec in list(self.records.items()):
+            if not rec.inferred or rec.service not in dirty:
+                continue
+            t = self.templater.retemplate(rec.service, rec.route)
+            if t.route == rec.route:
+                continue
+            del self.records[key]
+            nkey = (rec.service, rec.method, t.route)
+            moved[key] = nkey
+            into = self.records.get(nkey)
+            if into is None:
+                rec.route = t.route
+                rec.params = t.param_types
+                self._match(rec)
+                self.records[nkey] = rec
+            else:
+                into.merge(rec)
+        if batch_endpoints and moved:
+            for sid, ep in list(batch_endpoints.items()):
+                nk = moved.get((ep.service, ep.method, ep.route))
+                if nk is not None:
+                    batch_endpoints[sid] = Endpoint(*nk)
+        return len(moved)
+
+    # ------------------------------------------------------------------ findings
+    def take_findings(self) -> list[Finding]:
+        out: list[Finding] = []
+        for rec in self.records.values():
+            if not rec.pend_calls:
+                continue
+            out.append(self._finding(rec))
+            rec.pend_calls = 0
+            rec.pend_traces = []
+            rec.pend_spans = []
+        return out
+
+    def _finding(self, rec: EndpointRecord) -> Finding:
+        spec = self.specs.get(rec.service)
+        callers = sorted(rec.callers, key=lambda c: -rec.callers[c])[:10]
+        subject = Subject(service=rec.service, method=rec.method, route=rec.route)
+        evidence: dict[str, Any] = {
+            "spec": spec.path if spec else "",
+            "calls": rec.calls,
+            "callers": callers,
+            "status_codes": {str(k): v for k, v in sorted(rec.status.items())},
+        }
+        if rec.deprecated:
+            evidence["operation"] = rec.operation
+            return Finding(
+                rule="zombie_endpoint",
+                title=f"Deprecated endpoint {rec.method} {rec.route} of {rec.service} is still called",
+                severity=Severity.MEDIUM,
+                subject=subject,
+                first_seen_ns=rec.pend_first,
+                last_seen_ns=rec.pend_last,
+                count=rec.pend_calls,
+                owasp=OWASP_INVENTORY,
+                explanation=(
+                    f"The spec marks {rec.operation} as deprecated, yet it received calls"
+                    + (f" from {', '.join(callers)}." if callers else ".")
+                ),
+                remediation="Move the callers to the replacement operation, then retire the endpoint.",
+                evidence=evidence,
+                trace_ids=tuple(rec.pend_traces),
+                span_ids=tuple(rec.pend_spans),
+                category="inventory",
+            )
+        return Finding(
+            rule="shadow_endpoint",
+            title=f"Shadow endpoint {rec.method} {rec.route} is not in {rec.service}'s spec",
+            severity=Severity.MEDIUM,
+            subject=subject,
+            first_seen_ns=rec.pend_first,
+            last_seen_ns=rec.pend_last,
+            count=rec.pend_calls,
+            owasp=OWASP_INVENTORY,
+            explanation=(
+                f"{rec.service} answered {rec.method} {rec.route}, which no operation of "
+                f"{spec.path if spec else 'its spec'} describes (matched by shape)."
+            ),
+            remediation="Document the endpoint in the spec, or remove it if nobody should call it.",
+            evidence=evidence,
+            trace_ids=tuple(rec.pend_traces),
+            span_ids=tuple(rec.pend_spans),
+            category="inventory",
+        )
+
+    # ------------------------------------------------------------------ readers
+    def lifecycle(self, rec: EndpointRecord, now: int) -> str:
+        if rec.calls == 0:
+            return "unused"
+        if now - rec.last_ns > self.dormant_after_ns:
+            return "dormant"
+        if rec.deprecated:
+            return "zombie"
+        if rec.documented is False and rec.served:
+            return "shadow"
+        if rec.revived_ns and now - rec.revived_ns < self.new_for_ns:
+            return "revived"
+        if now - rec.first_ns < self.new_for_ns:
+            return "new"
+        return "active"
+
+    def _sensitive(self, rec: EndpointRecord) -> list[str]:
+        part = self.state.parts.get("sensitive") if self.state is not None else None
+        fn = getattr(part, "types_for", None)
+        if fn is None:
+            return []
+        try:
+            return sorted(fn(rec.service, rec.method, rec.route) or ())
+        except Exception:  # noqa: BLE001 - another part's bug must not break the report
+            return []
+
+    def row(self, rec: EndpointRecord, now: int) -> dict[str, Any]:
+        s = rec.sketch
+        return {
+            "service": rec.service,
+            "method": rec.method,
+            "route": rec.route,
+            "protocol": rec.protocol,
+            "calls": rec.calls,
+            "errors": rec.errors,
+            "status_codes": {str(k): v for k, v in sorted(rec.status.items())},
+            "p50_ms": quantile_ms(s, 0.5),
+            "p95_ms": quantile_ms(s, 0.95),
+            "p99_ms": quantile_ms(s, 0.99),
+            "lifecycle": self.lifecycle(rec, now),
+            "documented": rec.documented,
+            "deprecated": rec.deprecated,
+            "spec_operation": rec.operation,
+            "inferred": rec.inferred,
+            "callers": sorted(rec.callers),
+            "auth": sorted(rec.auth),
+            "unauthenticated_calls": rec.unauthenticated,
+            "query_params": sorted(rec.query_params),
+            "request_content_types": sorted(rec.request_types),
+            "response_content_types": sorted(rec.response_types),
+            "first_seen": ns_to_iso(rec.first_ns),
+            "last_seen": ns_to_iso(rec.last_ns),
+            "first_seen_ns": rec.first_ns,
+            "last_seen_ns": rec.last_ns,
+            "sensitive_types": self._sensitive(rec),
+        }
+
+    def unused_operations(self) -> list[tuple[str, Operation]]:
+        """Documented operations no observed endpoint matched."""
+        used: dict[str, set[str]] = {}
+        for rec in self.records.values():
+            if rec.operation:
+                used.setdefault(rec.service, set()).add(rec.operation)
+        return [
+            (svc, op)
+            for svc, spec in sorted(self.specs.items())
+            for op in spec.operations
+            if op.key not in used.get(svc, set())
+        ]
+
+    def report(self) -> list[dict[str, Any]]:
+        now = self.now_ns()
+        rows = [self.row(r, now) for r in self.records.values()]
+        for svc, op in self.unused_operations():
+            rows.append({
+                "service": svc, "method": op.method, "route": op.path, "protocol": "http",
+                "calls": 0, "errors": 0, "status_codes": {}, "p50_ms": None, "p95_ms": None,
+                "p99_ms": None, "lifecycle": "unused", "documented": True,
+                "deprecated": op.deprecated, "spec_operation": op.key, "inferred": False,
+                "callers": [], "auth": [], "unauthenticated_calls": 0, "query_params": [],
+                "request_content_types": [], "response_content_types": [],
+                "first_seen": "", "last_seen": "", "first_seen_ns": 0, "last_seen_ns": 0,
+                "sensitive_types": [],
+            })
+        rows.sort(key=lambda r: (r["service"], r["route"], r["method"]))
+        return rows
+
+    def endpoint(self, service: str, method: str, route: str) -> dict[str, Any] | None:
+        rec = self.records.get((service, method.upper(), route))
+        if rec is None:
+            return None
+        d = self.row(rec, self.now_ns())
+        d["params"] = dict(rec.params)
+        d["auth_counts"] = dict(rec.auth)
+        d["callers_counts"] = dict(rec.callers)
+        d["trace_ids"] = list(dict.fromkeys(reversed(rec.traces)))
+        d["operation_id"] = rec.operation_id
+        spec = self.specs.get(service)
+        d["spec"] = spec.path if spec else None
+        return d
+
+    def records_for(self, service: str) -> list[EndpointRecord]:
+        return [r for r in self.records.values() if r.service == service]
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "endpoints": len(self.records),
+            "template_nodes": self.templater.node_count(),
+            "overflow": self.overflow + self.templater.overflow,
+        }
+
+    # ------------------------------------------------------------------ StatePart
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "v": 1,
+            "records": [r.to_json() for r in self.records.values()],
+            "trie": self.templater.snapshot(),
+            "flagged": sorted(self.flagged_services),
+            "clock": self.data_clock_ns,
+        }
+
+    def restore(self, data: Any) -> None:
+        if not isinstance(data, dict) or data.get("v") != 1:
+            return
+        self.templater.restore(data.get("trie") or {})
+        for svc, spec in self.specs.items():  # pins survive a spec added since
+            for op in spec.operations:
+                for prefix in spec.prefixes:
+                    self.templater.pin(svc, (*prefix, *op.shape))
+        self.records.clear()
+        for d in data.get("records") or ():
+            rec = EndpointRecord.from_json(d)
+            self._match(rec)
+            self.records[(rec.service, rec.method, rec.route)] = rec
+        self.flagged_services = set(data.get("flagged") or ())
+        self.data_clock_ns = max(self.data_clock_ns, int(data.get("clock") or 0))
+
+
+def load_specs(config: Any) -> tuple[dict[str, Spec], list[str]]:
+    """Specs from ``config.specs`` and the ``inventory`` section; errors as sentences."""
+    paths: dict[str, str] = {}
+    sect = _section(config)
+    extra = sect.get("specs")
+    if isinstance(extra, dict):
+        paths.update({str(k): str(v) for k, v in extra.items()})
+    paths.update(dict(getattr(config, "specs", None) or {}))
+    specs: dict[str, Spec] = {}
+    errors: list[str] = []
+    for svc, path in paths.items():
+        try:
+            specs[svc] = load_spec(Path(path), svc)
+        except SpecError as exc:
+            msg = f"spec of service {svc!r}: {exc} apiward goes on without it."
+            log.error("%s", msg)
+            errors.append(msg)
+    return specs, errors
+
+
+def _section(config: Any) -> dict[str, Any]:
+    fn = getattr(config, "section", None)
+    if fn is None:
+        return {}
+    s = fn("inventory")
+    return s if isinstance(s, dict) else {}
+
+
+class InventoryEnricher(Enricher):
+    """Computes endpoints, keeps the inventory part, flags shadow/zombie endpoints."""
+
+    name = PART
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config
+        self.settings = _section(config)
+        self.specs, self.spec_errors = load_specs(config)
+
+    def attach(self, state: State) -> InventoryPart:
+        """The inventory part of ``state`` (created, specs applied, on first use)."""
+        part = state.parts.get(PART)
+        if part is None:
+            fresh = InventoryPart(self.settings, state)
+            fresh.set_specs(self.specs, self.spec_errors)
+            part = state.part(PART, lambda: fresh)
+        return part  # type: ignore[no-any-return]
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the spec files (applied on the next batch)."""
+        self.specs, self.spec_errors = load_specs(self.config)
+        self._reload = True
+
+    def process(self, batch: Sequence[Span], state: State) -> Iterable[Finding]:
+        part = self.attach(state)
+        if getattr(self, "_reload", False):
+            part.set_specs(self.specs, self.spec_errors)
+            self._reload = False
+        out = part.take_findings()
+        endpoints = state.batch.endpoints
+        clock = part.data_clock_ns
+        live = part.live
+        server_kinds = (SpanKind.SERVER,)
+        for span in batch:
+            if span.http is None and span.rpc is None:
+                continue
+            kind = span.kind
+            if kind in server_kinds or (
+                kind in (SpanKind.INTERNAL, SpanKind.UNSPECIFIED)
+                and span.http is not None
+                and span.http.route
+            ):
+                mt = part.server_template(span)
+                if mt is None:
+                    continue
+                rec = part.observe(span, mt[0], mt[1])
+                endpoints[span.span_id] = rec.endpoint
+                if span.end_ns > clock:
+                    clock = span.end_ns
+                if not live and span.source != SOURCE_REPLAY:
+                    live = part.live = True
+                if (
+                    rec.documented is None
+                    and rec.protocol == "http"
+                    and rec.service not in part.flagged_services
+                ):
+                    part.flagged_services.add(rec.service)
+                    out.append(_undocumented(rec, span))
+            elif kind in (SpanKind.CLIENT, SpanKind.INTERNAL, SpanKind.UNSPECIFIED):
+                ep = part.client_endpoint(span)
+                if ep is not None:
+                    endpoints[span.span_id] = ep
+        part.data_clock_ns = clock
+        if live:
+            part.data_wall_ns = time.time_ns()
+        part.apply_collapses(endpoints)
+        return out
+
+    def tick(self, now_ns: int, state: State) -> Iterable[Finding]:
+        part = state.parts.get(PART)
+        if part is None:
+            return ()
+        return part.take_findings()  # type: ignore[no-any-return]
+
+
+def _undocumented(rec: EndpointRecord, span: Span) -> Finding:
+    return Finding(
+        rule="undocumented_service",
+        title=f"Service {rec.service} serves API traffic but has no spec",
+        severity=Severity.INFO,
+        subject=Subject(service=rec.service),
+        first_seen_ns=span.end_ns,
+        last_seen_ns=span.end_ns,
+        owasp=OWASP_INVENTORY,
+        explanation=(
+            f"{rec.service} answered API calls, but no OpenAPI spec is configured for it, so "
+            "shadow and deprecated endpoints cannot be told apart."
+        ),
+        remediation=(
+            f"Add the service's spec under 'specs' (or --spec {rec.service}=PATH); "
+            f"'apiward openapi {rec.service}' writes a starting point from traffic."
+        ),
+        evidence={"first_endpoint": f"{rec.method} {rec.route}"},
+        trace_ids=(span.trace_id,),
+        span_ids=(span.span_id,),
+        category="inventory",
+    )
+
+
+__all__ = ["InventoryEnricher", "InventoryPart", "EndpointRecord", "load_specs", "split_path"]
