@@ -35,6 +35,7 @@ from agent.model import (
     SpanKind,
     SpanLink,
     StatusCode,
+    build_span,
     make_span,
 )
 
@@ -350,22 +351,22 @@ def convert_proto(req: Any, source: str = SOURCE_OTLP) -> Conversion:
                     )
                 st = sp.status
                 append(
-                    make_span(
-                        trace_id=tid.hex(),
-                        span_id=sid.hex(),
-                        parent_span_id=pid.hex(),
-                        resource=resource,
-                        name=sp.name,
-                        kind=kinds.get(sp.kind, SpanKind.UNSPECIFIED),
-                        start_ns=sp.start_time_unix_nano,
-                        end_ns=sp.end_time_unix_nano,
-                        status_code=statuses.get(st.code, StatusCode.UNSET),
-                        status_message=st.message,
-                        attributes=attrs_of(sp.attributes),
-                        events=events,
-                        links=links,
-                        source=source,
-                        scope_name=scope_name,
+                    build_span(
+                        tid.hex(),
+                        sid.hex(),
+                        pid.hex(),
+                        resource,
+                        sp.name,
+                        kinds.get(sp.kind, SpanKind.UNSPECIFIED),
+                        sp.start_time_unix_nano,
+                        sp.end_time_unix_nano,
+                        statuses.get(st.code, StatusCode.UNSET),
+                        st.message,
+                        attrs_of(sp.attributes),
+                        events,
+                        links,
+                        source,
+                        scope_name,
                     )
                 )
     return conv
