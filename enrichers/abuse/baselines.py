@@ -1,0 +1,302 @@
+"""Learned baselines and the bounded, persisted state of the abuse detections.
+
+Per endpoint: robust running statistics of each closed window (EWMA of the
+request count with an EWMA of its absolute deviation, latency, error rate,
+largest response, distinct object ids per client) and quantile sketches
+(DDSketch) of the per-client request count per window and per-client 1-second
+peak, which also feed ``apiward ratelimits``. Per client: when it was last
+seen and what it looks like. Per route: which clients read and which write,
+and which callers an admin route has. Per service: which API versions exist.
+
+Everything is bounded (top-K clients, idle clients decay, sketches rotate) and
+survives restarts through :meth:`AbuseState.snapshot` / :meth:`restore`.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any
+
+from ddsketch import DDSketch
+from ddsketch.pb.ddsketch_pb2 import DDSketch as DDSketchPb
+from ddsketch.pb.proto import DDSketchProto
+
+from enrichers.abuse.rows import Rows
+from enrichers.abuse.settings import AbuseSettings
+from enrichers.abuse.traces import TraceBuffer
+
+SKETCH_ACCURACY = 0.02
+
+
+def _sketch_dump(s: DDSketch | None) -> str | None:
+    if s is None or s.count == 0:
+        return None
+    return base64.b64encode(DDSketchProto.to_proto(s).SerializeToString()).decode()
+
+
+def _sketch_load(text: str | None) -> DDSketch | None:
+    if not text:
+        return None
+    pb = DDSketchPb()
+    pb.ParseFromString(base64.b64decode(text))
+    return DDSketchProto.from_proto(pb)  # type: ignore[no-any-return]
+
+
+class RotatingSketch:
+    """A quantile sketch that forgets: the current and the previous epoch are kept."""
+
+    __slots__ = ("cur", "prev", "added")
+
+    def __init__(self) -> None:
+        self.cur = DDSketch(SKETCH_ACCURACY)
+        self.prev: DDSketch | None = None
+        self.added = 0
+
+    def add(self, value: float) -> None:
+        self.cur.add(max(value, 0.0))
+        self.added += 1
+
+    def rotate(self) -> None:
+        self.prev = self.cur
+        self.cur = DDSketch(SKETCH_ACCURACY)
+
+    @property
+    def count(self) -> float:
+        return self.cur.count + (self.prev.count if self.prev is not None else 0)
+
+    def quantile(self, q: float) -> float:
+        if self.prev is None or self.prev.count == 0:
+            s = self.cur
+        else:
+            s = DDSketch(SKETCH_ACCURACY)
+            s.merge(self.cur)
+            s.merge(self.prev)
+        if s.count == 0:
+            return 0.0
+        v = s.get_quantile_value(q)
+        return float(v) if v is not None else 0.0
+
+    def dump(self) -> dict[str, Any]:
+        return {"cur": _sketch_dump(self.cur), "prev": _sketch_dump(self.prev)}
+
+    @classmethod
+    def load(cls, d: dict[str, Any]) -> RotatingSketch:
+        r = cls()
+        r.cur = _sketch_load(d.get("cur")) or DDSketch(SKETCH_ACCURACY)
+        r.prev = _sketch_load(d.get("prev"))
+        return r
+
+
+@dataclass(slots=True)
+class Ewma:
+    """Exponentially weighted mean and mean absolute deviation (robust enough, O(1))."""
+
+    mean: float = 0.0
+    dev: float = 0.0
+    n: int = 0
+
+    def update(self, x: float, alpha: float) -> None:
+        if self.n == 0:
+            self.mean = x
+            self.dev = abs(x) * 0.5
+        else:
+            d = x - self.mean
+            self.mean += alpha * d
+            self.dev += alpha * (abs(d) - self.dev)
+        self.n += 1
+
+    def dump(self) -> list[float]:
+        return [self.mean, self.dev, self.n]
+
+    @classmethod
+    def load(cls, v: list[float]) -> Ewma:
+        return cls(float(v[0]), float(v[1]), int(v[2]))
+
+
+@dataclass(slots=True)
+class EndpointBaseline:
+    """What one endpoint's closed windows usually look like."""
+
+    service: str
+    method: str
+    route: str
+    first_ns: int
+    last_ns: int = 0
+    windows: int = 0
+    total: int = 0
+    count: Ewma = field(default_factory=Ewma)
+    p95_ms: Ewma = field(default_factory=Ewma)
+    err_rate: Ewma = field(default_factory=Ewma)
+    fail_count: Ewma = field(default_factory=Ewma)
+    max_size: Ewma = field(default_factory=Ewma)
+    ids_per_client: Ewma = field(default_factory=Ewma)
+    auth_yes: int = 0
+    auth_no: int = 0
+    saw_429: bool = False
+    client_rate: RotatingSketch = field(default_factory=RotatingSketch)
+    client_peak: RotatingSketch = field(default_factory=RotatingSketch)
+    endpoint_peak: RotatingSketch = field(default_factory=RotatingSketch)
+
+    def warm(self, now_ns: int, s: AbuseSettings) -> bool:
+        return self.windows >= s.warmup_windows and now_ns - self.first_ns >= s.warmup_seconds * 1e9
+
+    @property
+    def auth_share(self) -> float:
+        n = self.auth_yes + self.auth_no
+        return self.auth_yes / n if n else 0.0
+
+    def dump(self) -> dict[str, Any]:
+        return {
+            "service": self.service, "method": self.method, "route": self.route,
+            "first_ns": self.first_ns, "last_ns": self.last_ns, "windows": self.windows,
+            "total": self.total, "count": self.count.dump(), "p95_ms": self.p95_ms.dump(),
+            "err_rate": self.err_rate.dump(), "fail_count": self.fail_count.dump(),
+            "max_size": self.max_size.dump(), "ids_per_client": self.ids_per_client.dump(),
+            "auth_yes": self.auth_yes, "auth_no": self.auth_no, "saw_429": self.saw_429,
+            "client_rate": self.client_rate.dump(), "client_peak": self.client_peak.dump(),
+            "endpoint_peak": self.endpoint_peak.dump(),
+        }
+
+    @classmethod
+    def load(cls, d: dict[str, Any]) -> EndpointBaseline:
+        b = cls(str(d["service"]), str(d["method"]), str(d["route"]), int(d["first_ns"]))
+        b.last_ns = int(d.get("last_ns", 0))
+        b.windows = int(d.get("windows", 0))
+        b.total = int(d.get("total", 0))
+        for name in ("count", "p95_ms", "err_rate", "fail_count", "max_size", "ids_per_client"):
+            if name in d:
+                setattr(b, name, Ewma.load(d[name]))
+        b.auth_yes = int(d.get("auth_yes", 0))
+        b.auth_no = int(d.get("auth_no", 0))
+        b.saw_429 = bool(d.get("saw_429", False))
+        for name in ("client_rate", "client_peak", "endpoint_peak"):
+            if name in d:
+                setattr(b, name, RotatingSketch.load(d[name]))
+        return b
+
+
+@dataclass(slots=True)
+class RouteAccess:
+    """Who reads and who writes one route (service + template, any method)."""
+
+    first_ns: int
+    readers: dict[str, int] = field(default_factory=dict)  # client -> last seen ns
+    writers: dict[str, dict[str, int]] = field(default_factory=dict)  # method -> client -> last ns
+    flagged: dict[str, str] = field(default_factory=dict)  # client -> method
+
+
+@dataclass(slots=True)
+class AdminAccess:
+    """Which callers an admin/internal route usually has."""
+
+    first_ns: int
+    total: int = 0
+    callers: dict[str, int] = field(default_factory=dict)  # client -> last seen ns
+    flagged: set[str] = field(default_factory=set)
+
+
+class AbuseState:
+    """The ``abuse`` State part. See the module docstring."""
+
+    def __init__(self, settings: AbuseSettings | None = None) -> None:
+        self.settings = settings or AbuseSettings()
+        self.endpoints: dict[str, EndpointBaseline] = {}
+        self.clients: dict[str, int] = {}  # client -> last seen ns
+        self.routes: dict[str, RouteAccess] = {}
+        self.admin: dict[str, AdminAccess] = {}
+        self.versions: dict[str, dict[str, dict[int, int]]] = {}  # service -> unversioned -> v -> last
+        self.reported_once: set[str] = set()
+        self.param_hosts: dict[str, dict[str, int]] = {}  # endpoint -> hosts named in URL parameters
+        self.rows: dict[int, Rows] = {}  # open windows by index
+        self.closed_upto = -1  # highest closed window index
+        self.watermark_ns = 0
+        self.traces = TraceBuffer(self.settings.max_traces, int(self.settings.trace_ttl_seconds * 1e9))
+        self.windows_closed = 0
+        self.rows_dropped = 0
+
+    # ------------------------------------------------------------------ access
+    def endpoint(self, key: str, service: str, method: str, route: str, ts: int) -> EndpointBaseline:
+        b = self.endpoints.get(key)
+        if b is None:
+            b = EndpointBaseline(service, method, route, ts)
+            self.endpoints[key] = b
+        return b
+
+    def decay(self, now_ns: int) -> None:
+        """Forget idle clients and cap every per-client map (bounded state)."""
+        s = self.settings
+        horizon = now_ns - int(s.idle_client_seconds * 1e9)
+        if len(self.clients) > s.max_clients or (self.clients and min(self.clients.values()) < horizon):
+            kept = {c: t for c, t in self.clients.items() if t >= horizon}
+            if len(kept) > s.max_clients:
+                kept = dict(sorted(kept.items(), key=lambda kv: kv[1])[-s.max_clients :])
+            self.clients = kept
+        cap = s.max_clients_per_endpoint * 50
+        for ra in self.routes.values():
+            if len(ra.readers) > cap:
+                ra.readers = dict(sorted(ra.readers.items(), key=lambda kv: kv[1])[-cap:])
+        for aa in self.admin.values():
+            if len(aa.callers) > s.max_clients_per_endpoint:
+                top = sorted(aa.callers.items(), key=lambda kv: kv[1])
+                aa.callers = dict(top[-s.max_clients_per_endpoint :])
+
+    # ----------------------------------------------------------- persistence
+    def snapshot(self) -> dict[str, Any]:
+        s = self.settings
+        clients = self.clients
+        if len(clients) > s.max_clients:
+            clients = dict(sorted(clients.items(), key=lambda kv: kv[1])[-s.max_clients :])
+        return {
+            "version": 1,
+            "watermark_ns": self.watermark_ns,
+            "closed_upto": self.closed_upto,
+            "endpoints": {k: b.dump() for k, b in self.endpoints.items()},
+            "clients": clients,
+            "routes": {
+                k: {"first_ns": r.first_ns, "readers": r.readers, "writers": r.writers, "flagged": r.flagged}
+                for k, r in self.routes.items()
+            },
+            "admin": {
+                k: {"first_ns": a.first_ns, "total": a.total, "callers": a.callers, "flagged": sorted(a.flagged)}
+                for k, a in self.admin.items()
+            },
+            "versions": {
+                svc: {u: {str(v): t for v, t in vs.items()} for u, vs in d.items()}
+                for svc, d in self.versions.items()
+            },
+            "reported_once": sorted(self.reported_once),
+            "param_hosts": self.param_hosts,
+        }
+
+    def restore(self, data: Any) -> None:
+        if not isinstance(data, dict) or data.get("version") != 1:
+            return
+        self.watermark_ns = int(data.get("watermark_ns", 0))
+        self.closed_upto = int(data.get("closed_upto", -1))
+        self.endpoints = {k: EndpointBaseline.load(v) for k, v in (data.get("endpoints") or {}).items()}
+        self.clients = {str(k): int(v) for k, v in (data.get("clients") or {}).items()}
+        self.routes = {
+            k: RouteAccess(
+                int(v["first_ns"]),
+                {str(c): int(t) for c, t in v.get("readers", {}).items()},
+                {m: {str(c): int(t) for c, t in cs.items()} for m, cs in v.get("writers", {}).items()},
+                dict(v.get("flagged", {})),
+            )
+            for k, v in (data.get("routes") or {}).items()
+        }
+        self.admin = {
+            k: AdminAccess(
+                int(v["first_ns"]), int(v.get("total", 0)),
+                {str(c): int(t) for c, t in v.get("callers", {}).items()}, set(v.get("flagged", ())),
+            )
+            for k, v in (data.get("admin") or {}).items()
+        }
+        self.versions = {
+            svc: {u: {int(v): int(t) for v, t in vs.items()} for u, vs in d.items()}
+            for svc, d in (data.get("versions") or {}).items()
+        }
+        self.reported_once = set(data.get("reported_once") or ())
+        self.param_hosts = {
+            str(k): {str(h): int(n) for h, n in v.items()} for k, v in (data.get("param_hosts") or {}).items()
+        }

@@ -1,0 +1,41 @@
+"""Sensitive business flows (API6): bursts on signup, password reset, checkout,
+OTP and coupon routes from automated clients (tool, headless or scanner user
+agents, machine-regular cadence) or far above what any person does."""
+
+from __future__ import annotations
+
+from enrichers.abuse import rules
+from enrichers.abuse.context import EndpointRef
+from enrichers.abuse.findings import FindingSink
+from enrichers.abuse.floods import cadence_cv
+from enrichers.abuse.settings import AbuseSettings
+from enrichers.abuse.windows import WindowFrame
+
+AUTOMATED = frozenset({"tool", "headless", "scanner", "none"})
+
+
+def on_window(w: WindowFrame, sink: FindingSink, s: AbuseSettings, eps: dict[str, EndpointRef]) -> None:
+    cand = w.cl[w.cl["n"] >= s.flow_burst_min]
+    if cand.empty:
+        return
+    ts_col = w.df["ts"].to_numpy()
+    for (key, client), row in cand.iterrows():
+        ref = eps.get(str(key))
+        if ref is None or not ref.info.flow:
+            continue
+        n = int(row["n"])
+        uac = str(row["uac"])
+        pos = w.cl_pos[(key, client)]
+        cv = cadence_cv(ts_col[pos])
+        automated = uac in AUTOMATED or (cv is not None and cv <= 2 * s.metronome_max_cv)
+        if not automated and n < 3 * s.flow_burst_min:
+            continue
+        sink.hit(
+            rules.FLOW_BURST, ref.subject(str(client), detail=ref.info.flow), first_ns=int(row["tmin"]),
+            last_ns=int(row["tmax"]), count=n, confidence=0.85 if automated else 0.7,
+            explanation=f"{client} hit the {ref.info.flow} flow {n} times in {s.window_seconds:g}s"
+            + (f" as a {uac} client" if uac in AUTOMATED else ""),
+            evidence={"flow": ref.info.flow, "observed_per_window": n, "threshold": s.flow_burst_min,
+                      "user_agent_class": uac, "interarrival_cv": None if cv is None else round(cv, 4)},
+            trace_ids=w.traces(pos),
+        )

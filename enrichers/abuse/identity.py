@@ -1,0 +1,159 @@
+"""Who sent a request: an end user, an API key, a token, a service, an address.
+
+Credentials are never kept: API keys, bearer tokens and session cookies become
+a keyed hash (HMAC-SHA256 with the install secret), so the same credential maps
+to the same client label across restarts without being recoverable from it.
+A JWT's ``sub`` claim is read (not verified: this is attribution, not
+authentication) so a principal is the same client across token refreshes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+from dataclasses import dataclass
+from functools import lru_cache
+
+import orjson
+
+from agent.model import API_KEY_HEADERS, HttpView, Span
+
+_BROWSER_MARKS = ("mozilla/", "safari/", "chrome/", "firefox/", "edg/")
+_HEADLESS_MARKS = (
+    "headlesschrome", "phantomjs", "selenium", "puppeteer", "playwright", "slimerjs", "webdriver",
+)
+_TOOL_MARKS = (
+    "curl/", "wget/", "python-requests", "python-urllib", "aiohttp", "go-http-client", "okhttp",
+    "java/", "apache-httpclient", "libwww-perl", "scrapy", "httpie", "postmanruntime", "node-fetch",
+    "axios/", "insomnia", "sqlmap", "nikto", "nuclei", "masscan", "zgrab", "gobuster", "ffuf",
+)
+_SCANNER_MARKS = ("sqlmap", "nikto", "nuclei", "masscan", "zgrab", "gobuster", "ffuf", "dirbuster", "wfuzz")
+_PROBE_MARKS = ("kube-probe", "elb-healthchecker", "googlehc", "health", "uptime", "pingdom")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The client label and what the request carried."""
+
+    client: str
+    principal: str
+    has_credentials: bool | None
+    token_hash: str
+
+
+def keyed_hash(secret: bytes, value: str, n: int = 12) -> str:
+    return hmac.new(secret, value.encode("utf-8", "replace"), hashlib.sha256).hexdigest()[:n]
+
+
+@lru_cache(maxsize=4096)
+def ua_class(ua: str) -> str:
+    """``browser``, ``headless``, ``scanner``, ``tool``, ``probe``, ``other`` or ``none``."""
+    if not ua:
+        return "none"
+    u = ua.lower()
+    if any(m in u for m in _HEADLESS_MARKS):
+        return "headless"
+    if any(m in u for m in _SCANNER_MARKS):
+        return "scanner"
+    if any(m in u for m in _PROBE_MARKS):
+        return "probe"
+    if any(m in u for m in _TOOL_MARKS):
+        return "tool"
+    if any(m in u for m in _BROWSER_MARKS):
+        return "browser"
+    return "other"
+
+
+_PRIVATE_PREFIXES = ("10.", "192.168.", "127.", "169.254.", "::1", "fc", "fd", "fe80") + tuple(
+    f"172.{i}." for i in range(16, 32)
+)
+
+
+@lru_cache(maxsize=65536)
+def is_public_ip(addr: str) -> bool:
+    if addr.startswith(_PRIVATE_PREFIXES) or not addr:
+        return False
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    return ip.is_global
+
+
+def _jwt_sub(token: str) -> str:
+    parts = token.split(".")
+    if len(parts) != 3:
+        return ""
+    body = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = orjson.loads(base64.urlsafe_b64decode(body))
+    except (ValueError, orjson.JSONDecodeError):
+        return ""
+    if not isinstance(claims, dict):
+        return ""
+    sub = claims.get("sub") or claims.get("username") or claims.get("preferred_username")
+    return str(sub) if sub else ""
+
+
+class Identifier:
+    """Turns a span into a :class:`Principal`; caches JWT subjects by token hash."""
+
+    def __init__(self, secret: bytes) -> None:
+        self.secret = secret
+        self._subs: dict[str, str] = {}
+
+    def _user(self, uid: str) -> str:
+        # E-mail addresses as user ids are personal data: keep a keyed hash only.
+        return "user:#" + keyed_hash(self.secret, uid) if "@" in uid else "user:" + uid
+
+    def identify(self, span: Span, http: HttpView, caller: str = "") -> Principal:
+        h = http.request_headers
+        token_hash = ""
+        principal = ""
+        has: bool | None = None
+        if h:
+            has = False
+            authz = h.get("authorization")
+            if authz:
+                has = True
+                word, _, rest = authz.strip().partition(" ")
+                cred = rest or word
+                token_hash = keyed_hash(self.secret, cred)
+                if word.lower() == "bearer" and cred.startswith("eyJ"):
+                    sub = self._subs.get(token_hash)
+                    if sub is None:
+                        sub = _jwt_sub(cred)
+                        if len(self._subs) > 20_000:
+                            self._subs.clear()
+                        self._subs[token_hash] = sub
+                    principal = sub
+            else:
+                for k in API_KEY_HEADERS:
+                    v = h.get(k)
+                    if v:
+                        has = True
+                        token_hash = keyed_hash(self.secret, v)
+                        break
+                if not token_hash:
+                    cookie = h.get("cookie")
+                    if cookie and ("session" in cookie.lower() or "token" in cookie.lower()):
+                        has = True
+                        token_hash = keyed_hash(self.secret, cookie)
+        if span.enduser_id:
+            has = True
+            principal = span.enduser_id
+        if principal:
+            client = self._user(principal)
+        elif caller:
+            client = "svc:" + caller
+        elif token_hash:
+            client = "key:" + token_hash
+        elif http.client_address:
+            client = "ip:" + http.client_address
+        elif http.user_agent:
+            client = "ua:" + keyed_hash(self.secret, http.user_agent, 8)
+        else:
+            client = "anonymous"
+        return Principal(client=client, principal=principal, has_credentials=has, token_hash=token_hash)
