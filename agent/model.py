@@ -376,20 +376,6 @@ _HTTP_SLOT = {n: i for i, n in enumerate(_HTTP_NAMES)}
 _NSLOTS = len(_HTTP_NAMES)
 
 
-def _pick(v: list[Any], *idx: int) -> Any:
-    for i in idx:
-        x = v[i]
-        if x is not None and x != "":
-            return x
-    return None
-
-
-def _split_target(target: str) -> tuple[str, str]:
-    path, _, query = target.partition("?")
-    path, _, _frag = path.partition("#")
-    return path, query
-
-
 def http_view(attributes: Attributes, kind: SpanKind) -> HttpView | None:
     """Read the HTTP facts of a span, or ``None`` when it is not an HTTP span."""
     v: list[Any] = [None] * _NSLOTS
@@ -412,19 +398,25 @@ def http_view(attributes: Attributes, kind: SpanKind) -> HttpView | None:
     url = v[_URL_FULL] or v[_URL_OLD] or ""
     target = v[_TARGET]
     path = v[_PATH]
-    if not method and not url and path is None and target is None and v[_ROUTE] is None:
+    route = v[_ROUTE]
+    if not method and not url and path is None and target is None and route is None:
         return None
-    url = str(url)
+    if type(url) is not str:
+        url = str(url)
     query = v[_QUERY]
+    scheme = v[_SCHEME] or v[_SCHEME_OLD]
     parsed = None
-    if url and (path is None or not (v[_SCHEME] or v[_SCHEME_OLD])):
+    if url and (path is None or not scheme):
         try:
             parsed = urlsplit(url)
         except ValueError:
             parsed = None
     if path is None:
         if target is not None:
-            path, tq = _split_target(str(target))
+            target = str(target)
+            path, _, tq = target.partition("?")
+            if "#" in path:
+                path = path.partition("#")[0]
             if query is None:
                 query = tq
         elif parsed is not None:
@@ -432,16 +424,18 @@ def http_view(attributes: Attributes, kind: SpanKind) -> HttpView | None:
             if query is None:
                 query = parsed.query
     elif query is None and target is not None:
-        query = _split_target(str(target))[1]
-    scheme = v[_SCHEME] or v[_SCHEME_OLD] or (parsed.scheme if parsed is not None else "")
-    client_side = kind == SpanKind.CLIENT
-    if client_side:
-        server_address = _pick(v, _SERVER_ADDR, _NET_PEER_NAME, _HTTP_HOST)
-        server_port = _pick(v, _SERVER_PORT, _NET_PEER_PORT)
+        query = str(target).partition("?")[2]
+    if not scheme and parsed is not None:
+        scheme = parsed.scheme
+    if kind == SpanKind.CLIENT:
+        client_side = True
+        server_address = v[_SERVER_ADDR] or v[_NET_PEER_NAME] or v[_HTTP_HOST]
+        server_port = v[_SERVER_PORT] or v[_NET_PEER_PORT]
     else:
-        server_address = _pick(v, _SERVER_ADDR, _NET_HOST_NAME, _HTTP_HOST)
-        server_port = _pick(v, _SERVER_PORT, _NET_HOST_PORT)
-    if server_address is None and url:
+        client_side = False
+        server_address = v[_SERVER_ADDR] or v[_NET_HOST_NAME] or v[_HTTP_HOST]
+        server_port = v[_SERVER_PORT] or v[_NET_HOST_PORT]
+    if not server_address and url:
         if parsed is None:
             try:
                 parsed = urlsplit(url)
@@ -450,35 +444,42 @@ def http_view(attributes: Attributes, kind: SpanKind) -> HttpView | None:
         if parsed is not None:
             try:
                 server_address = parsed.hostname
-                if server_port is None:
+                if not server_port:
                     server_port = parsed.port
             except ValueError:
                 pass
-    server_address = str(server_address or "")
+    if not server_address:
+        server_address = ""
+    elif type(server_address) is not str:
+        server_address = str(server_address)
     if ":" in server_address and server_address.count(":") == 1:
         host, _, port = server_address.partition(":")
         if port.isdigit():
             server_address = host
-            if server_port is None:
+            if not server_port:
                 server_port = int(port)
-    peer_addr = _pick(v, _PEER_ADDR, _SOCK_PEER_ADDR, _NET_PEER_IP)
-    peer_port = _pick(v, _PEER_PORT, _SOCK_PEER_PORT)
+    peer_addr = v[_PEER_ADDR] or v[_SOCK_PEER_ADDR] or v[_NET_PEER_IP]
+    peer_port = v[_PEER_PORT] or v[_SOCK_PEER_PORT]
     if client_side:
         client_address = v[_CLIENT_ADDR]
-        if peer_port is None:
+        if not peer_port:
             peer_port = v[_NET_PEER_PORT]
     else:
-        client_address = _pick(v, _CLIENT_ADDR, _CLIENT_IP, _NET_PEER_IP)
-        if client_address is None:
-            client_address = peer_addr
-    req_headers = req_h if req_h is not None else _EMPTY_HEADERS
-    resp_headers = resp_h if resp_h is not None else _EMPTY_HEADERS
-    req_size = _pick(v, _REQ_SIZE, _REQ_SIZE_OLD, _REQ_SIZE2)
-    if req_size is None and req_h is not None:
-        req_size = req_h.get("content-length")
-    resp_size = _pick(v, _RESP_SIZE, _RESP_SIZE_OLD, _RESP_SIZE2)
-    if resp_size is None and resp_h is not None:
-        resp_size = resp_h.get("content-length")
+        client_address = v[_CLIENT_ADDR] or v[_CLIENT_IP] or v[_NET_PEER_IP] or peer_addr
+    req_size = v[_REQ_SIZE]
+    if req_size is None:
+        req_size = v[_REQ_SIZE_OLD]
+        if req_size is None:
+            req_size = v[_REQ_SIZE2]
+            if req_size is None and req_h is not None:
+                req_size = req_h.get("content-length")
+    resp_size = v[_RESP_SIZE]
+    if resp_size is None:
+        resp_size = v[_RESP_SIZE_OLD]
+        if resp_size is None:
+            resp_size = v[_RESP_SIZE2]
+            if resp_size is None and resp_h is not None:
+                resp_size = resp_h.get("content-length")
     ua = v[_UA] or v[_UA_OLD] or (req_h.get("user-agent") if req_h is not None else None) or ""
     status = v[_HSTATUS]
     if status is None:
@@ -488,24 +489,24 @@ def http_view(attributes: Attributes, kind: SpanKind) -> HttpView | None:
     # Positional on purpose: keyword calls with 21 arguments cost several microseconds.
     return HttpView(
         str(method).upper() if method else "",
-        str(v[_ROUTE] or ""),
-        str(path or ""),
-        str(query or ""),
+        (route if type(route) is str else str(route)) if route else "",
+        (path if type(path) is str else str(path)) if path else "",
+        (query if type(query) is str else str(query)) if query else "",
         url,
         str(scheme).lower() if scheme else "",
         status if type(status) is int else _as_int(status),
         server_address,
         server_port if type(server_port) is int else _as_int(server_port),
-        str(client_address or ""),
-        str(peer_addr or ""),
+        (client_address if type(client_address) is str else str(client_address)) if client_address else "",
+        (peer_addr if type(peer_addr) is str else str(peer_addr)) if peer_addr else "",
         peer_port if type(peer_port) is int else _as_int(peer_port),
-        str(v[_PEER_SERVICE] or ""),
-        str(ua),
+        str(v[_PEER_SERVICE]) if v[_PEER_SERVICE] else "",
+        ua if type(ua) is str else str(ua),
         str(v[_PROTO] or v[_FLAVOR] or ""),
-        req_headers,
-        resp_headers,
-        _as_opt_int(req_size),
-        _as_opt_int(resp_size),
+        req_h if req_h is not None else _EMPTY_HEADERS,
+        resp_h if resp_h is not None else _EMPTY_HEADERS,
+        None if req_size is None else (req_size if type(req_size) is int else _as_opt_int(req_size)),
+        None if resp_size is None else (resp_size if type(resp_size) is int else _as_opt_int(resp_size)),
         None if req_body is None else str(req_body),
         None if resp_body is None else str(resp_body),
     )
