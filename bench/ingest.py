@@ -48,6 +48,13 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def read_payloads(path: str) -> list[bytes]:
     sys.path.insert(0, str(ROOT))
     from collectors.replay import _read_varint  # the same framing the replayer reads
@@ -75,6 +82,12 @@ def serve_baseline() -> int:
 
     lock = threading.Lock()
     count = [0]
+    # The same garbage-collector settings as `apiward run`, so both sides compare fairly.
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
 
     def attrs(kvs):  # the straightforward efficient way
         return {kv.key: getattr(kv.value, kv.value.WhichOneof("value")) for kv in kvs}
@@ -126,6 +139,37 @@ def serve_baseline() -> int:
     print(f"listening otlp-grpc=127.0.0.1:{port}", flush=True)
     sys.stdin.read()  # until the parent closes our stdin
     server.stop(0)
+    return 0
+
+
+def serve_receiver_only() -> int:
+    """apiward's gRPC receiver and conversion, with a sink that drops every batch.
+
+    A diagnostic (``--agent receiver``): separates the edge from the pipeline.
+    """
+    sys.path.insert(0, str(ROOT))
+    import gc
+
+    from collectors.otlp_grpc import OtlpGrpcReceiver
+
+    class DropSink:
+        queue_depth = 0
+        queue_spans = 1 << 30
+
+        def offer(self, batch, source):  # type: ignore[no-untyped-def]
+            return True
+
+        def count_rejected(self, source, reason, n):  # type: ignore[no-untyped-def]
+            pass
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+    r = OtlpGrpcReceiver(DropSink(), "127.0.0.1", 0)  # type: ignore[arg-type]
+    r.start()
+    print(f"listening otlp-grpc=127.0.0.1:{r.port}", flush=True)
+    sys.stdin.read()
+    r.stop()
     return 0
 
 
@@ -226,7 +270,7 @@ def _run_sender(target: str, payload_file: str, duration: float, concurrency: in
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _stats(api: str) -> dict:
+def _api_stats(api: str) -> dict:
     with urllib.request.urlopen(f"http://{api}/api/v1/stats", timeout=10) as r:
         return json.loads(r.read())
 
@@ -237,14 +281,22 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=4, help="sender channels")
     ap.add_argument("--payloads", type=int, default=40, help="distinct requests to replay")
     ap.add_argument("--spans", type=int, default=1000, help="spans per request")
+    ap.add_argument("--rounds", type=int, default=6,
+                    help="alternating baseline/agent rounds the duration is split into (median ratio)")
     ap.add_argument("--enrichers", default="",
                     help="analyses the agent runs (comma-separated; default all), e.g. service_counts")
     ap.add_argument("--serve-baseline", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--serve-receiver", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--agent", choices=("full", "receiver"), default="full",
+                    help="what to compare with the baseline: the full agent (default), or only "
+                    "apiward's receiver and conversion with the pipeline cut off (a diagnostic)")
     ap.add_argument("--send", metavar="TARGET", help=argparse.SUPPRESS)
     ap.add_argument("--payload-file", dest="payload_file", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve_baseline:
         return serve_baseline()
+    if args.serve_receiver:
+        return serve_receiver_only()
     if args.send:
         return send(args.send, args.payload_file, args.duration, args.concurrency)
 
@@ -265,66 +317,94 @@ def main() -> int:
               f"(built in {time.monotonic() - t:.1f}s)")
         del payloads
 
-        # (b) baseline
-        base, line = _start([sys.executable, __file__, "--serve-baseline"])
-        try:
-            target = _field(line, "otlp-grpc")
-            r = _run_sender(target, payload_file, args.duration, args.concurrency)
-        finally:
-            base.stdin.close()  # type: ignore[union-attr]
-            base.wait(10)
-        base_rate = r["spans"] / r["seconds"]
-        print(f"baseline: {r['spans']} spans in {r['seconds']:.1f}s = {base_rate:,.0f} spans/s "
-              f"(errors {r['errors']})")
-
-        # (a) the real agent
+        # Both servers run side by side; the sender alternates between them in
+        # short rounds, so load drift on a shared machine hits both alike.
+        base, bline = _start([sys.executable, __file__, "--serve-baseline"])
         state = os.path.join(tmp, "state")
         apiward = [sys.executable, "-m", "agent", "run", "--grpc-port", "0", "--http-port", "0",
                    "--api-port", "0", "--bind", "127.0.0.1", "--state-dir", state]
         if args.enrichers:
             apiward += ["--enrichers", args.enrichers]
         print(f"agent analyses: {args.enrichers or 'all'}")
+        if args.agent == "receiver":
+            apiward = [sys.executable, __file__, "--serve-receiver"]
         agent, line = _start(apiward)
+        rounds = max(1, args.rounds)
+        per = args.duration / rounds
+        base_spans = base_secs = agent_spans = agent_secs = 0.0
+        ratios: list[float] = []
+        retries = errors = 0
         try:
+            btarget = _field(bline, "otlp-grpc")
             target = _field(line, "otlp-grpc")
-            api = _field(line, "api")
+            api = _field(line, "api") if args.agent == "full" else ""
+            sent_total = [0]
+
+            def _stats(api: str) -> dict:  # noqa: F811 - receiver-only has no API: all sent is done
+                if not api:
+                    return {"spans_processed": sent_total[0], "spans_dropped": 0}
+                return _api_stats(api)
+
             time.sleep(1.0)
             rss0 = rss_mb(agent.pid)
             samples: list[float] = []
-            done = threading.Event()
-
-            def sample() -> None:
-                while not done.wait(max(1.0, args.duration / 6)):
-                    samples.append(rss_mb(agent.pid))
-
-            sampler = threading.Thread(target=sample, daemon=True)
-            sampler.start()
-            p0 = _stats(api)["spans_processed"]
-            t0 = time.monotonic()
-            r = _run_sender(target, payload_file, args.duration, args.concurrency)
-            want = p0 + r["spans"]
-            while True:
-                s = _stats(api)
-                if s["spans_processed"] >= want or time.monotonic() - t0 > args.duration * 5:
-                    break
-                time.sleep(0.05)
-            elapsed = time.monotonic() - t0
-            done.set()
+            s = _stats(api)
+            base_cpu = agent_cpu = 0.0
+            for k in range(rounds):
+                c0 = cpu_seconds(base.pid)
+                rb = _run_sender(btarget, payload_file, per, args.concurrency)
+                base_cpu += cpu_seconds(base.pid) - c0
+                c0 = cpu_seconds(agent.pid)
+                brate = rb["spans"] / rb["seconds"]
+                base_spans += rb["spans"]
+                base_secs += rb["seconds"]
+                p0 = _stats(api)["spans_processed"]
+                t0 = time.monotonic()
+                r = _run_sender(target, payload_file, per, args.concurrency)
+                sent_total[0] += r["spans"]
+                want = p0 + r["spans"]
+                while True:
+                    s = _stats(api)
+                    if s["spans_processed"] >= want or time.monotonic() - t0 > per * 5:
+                        break
+                    time.sleep(0.05)
+                elapsed = time.monotonic() - t0
+                agent_cpu += cpu_seconds(agent.pid) - c0
+                processed = s["spans_processed"] - p0
+                arate = processed / elapsed
+                agent_spans += processed
+                agent_secs += elapsed
+                retries += r["retries"]
+                errors += r["errors"] + rb["errors"]
+                ratios.append(arate / brate)
+                samples.append(rss_mb(agent.pid))
+                print(f"round {k + 1}/{rounds}: baseline {brate:,.0f} spans/s, agent {arate:,.0f} spans/s, "
+                      f"ratio {arate / brate:.2f}", flush=True)
             rss1 = rss_mb(agent.pid)
-            processed = s["spans_processed"] - p0
         finally:
-            agent.terminate()
-            try:
-                agent.wait(30)
-            except subprocess.TimeoutExpired:
-                agent.kill()
-        agent_rate = processed / elapsed
-        print(f"agent: {processed} spans processed in {elapsed:.1f}s = {agent_rate:,.0f} spans/s "
-              f"(sent {r['spans']}, retries on RESOURCE_EXHAUSTED {r['retries']}, "
-              f"errors {r['errors']}, dropped {s.get('spans_dropped')})")
-        print(f"agent RSS: start {rss0:.0f} MiB, end {rss1:.0f} MiB, samples "
+            for proc in (agent, base):
+                try:
+                    proc.stdin.close()  # type: ignore[union-attr]
+                except OSError:
+                    pass
+                proc.terminate()
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        base_rate = base_spans / base_secs
+        agent_rate = agent_spans / agent_secs
+        ratios.sort()
+        median = ratios[len(ratios) // 2] if len(ratios) % 2 else sum(ratios[len(ratios) // 2 - 1:][:2]) / 2
+        print(f"baseline: {base_rate:,.0f} spans/s; agent: {agent_rate:,.0f} spans/s fully processed "
+              f"(retries on RESOURCE_EXHAUSTED {retries}, errors {errors}, dropped {s.get('spans_dropped')})")
+        base_us = base_cpu / max(1.0, base_spans) * 1e6
+        agent_us = agent_cpu / max(1.0, agent_spans) * 1e6
+        print(f"CPU per span: baseline {base_us:.1f} us, agent {agent_us:.1f} us "
+              f"(ratio baseline/agent {base_us / agent_us:.2f}; less sensitive to other load)")
+        print(f"agent RSS: start {rss0:.0f} MiB, end {rss1:.0f} MiB, after each round "
               + ", ".join(f"{x:.0f}" for x in samples))
-        print(f"ratio agent/baseline: {agent_rate / base_rate:.2f}")
+        print(f"ratio agent/baseline: {median:.2f}")
     return 0
 
 
