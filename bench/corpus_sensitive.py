@@ -8,8 +8,16 @@ digit strings that fail Luhn, UUIDs, version numbers, timestamps, order numbers,
 hashes, base64 blobs, trace ids — fill the rest of each line.
 
 ``generate(n, seed)`` returns ``[(line, [(type, start, end), ...])]``; the gold
-span is the sensitive value itself (for ``Bearer <token>`` the token).
-Run it to print a few samples: ``python bench/corpus_sensitive.py 5``.
+span is the sensitive value itself (for ``Bearer <token>`` the token). Every line
+holds a value or a hard negative: a *dense* corpus, the worst case for a scanner.
+
+``generate_realistic(n, seed, share)`` is the mix real telemetry has: most attribute
+values are benign (URL paths and full URLs with ids, user agents, SQL with
+placeholders, timestamps, host and pod names, private peer addresses, log and
+exception messages, stack frames, trace headers, small JSON bodies; private peer
+addresses are labelled ``PRIVATE_IP_ADDRESS``), and only
+``share`` of the lines (default 5%) come from the dense generator.
+Run it to print a few samples: ``python bench/corpus_sensitive.py 5 [seed] [realistic]``.
 """
 
 from __future__ import annotations
@@ -386,6 +394,97 @@ def generate(n: int, seed: int = 7) -> list[tuple[str, list[tuple[str, int, int]
     return out
 
 
+_UAS = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_{m} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
+    "python-requests/2.{m}.0",
+    "okhttp/4.{m}.2",
+    "Go-http-client/1.1",
+    "grpc-java-netty/1.{v}.0",
+)
+_SQL = (
+    "SELECT id, name, price, stock FROM products WHERE category_id = $1 ORDER BY price LIMIT {n}",
+    "UPDATE orders SET status = ?, updated_at = ? WHERE id = ?",
+    "INSERT INTO order_items (order_id, sku, qty, unit_price) VALUES (?, ?, ?, ?)",
+    "SELECT o.id, o.total FROM orders o JOIN customers c ON c.id = o.customer_id WHERE c.id = %s",
+    "DELETE FROM sessions WHERE expires_at < now() - interval '{n} days'",
+)
+_WORDS = ("shoes", "laptop", "coffee", "garden", "books", "lamp", "desk", "socks", "phone case", "kettle")
+_SERVICES = ("gateway", "users", "orders", "payments", "inventory", "search", "catalog", "shipping")
+
+
+def _benign(g: _Gen) -> Callable[[], str]:
+    """A maker of benign telemetry values (no sensitive data), one shape per call."""
+    r = g.r
+
+    def uid() -> str:
+        return str(uuid.UUID(int=r.getrandbits(128), version=4))
+
+    def hexs(n: int) -> str:
+        return f"{r.getrandbits(4 * n):0{n}x}"
+
+    def ts() -> str:
+        return (f"{r.randint(2023, 2025)}-{r.randint(1, 12):02d}-{r.randint(1, 28):02d}T"
+                f"{r.randint(0, 23):02d}:{r.randint(0, 59):02d}:{r.randint(0, 59):02d}.{r.randint(0, 999999):06d}Z")
+
+    svc = lambda: r.choice(_SERVICES)  # noqa: E731
+    shapes: list[Callable[[], str]] = [
+        lambda: f"/api/v1/{r.choice(['orders', 'users', 'products', 'carts'])}/{r.randint(1, 10**7)}",
+        lambda: f"/api/v2/users/{uid()}/orders",
+        lambda: f"https://{svc()}.shop.svc.cluster.local:8080/api/{r.choice(['items', 'stock', 'prices'])}/{r.randint(1, 99999)}",
+        lambda: f"https://api.example.com/v2/search?q={r.choice(_WORDS).replace(' ', '+')}&page={r.randint(1, 20)}&sort=price_asc",
+        lambda: f"/static/js/app.{hexs(8)}.js",
+        lambda: r.choice(_UAS).format(v=r.randint(100, 126), m=r.randint(0, 31)),
+        lambda: r.choice(_SQL).format(n=r.randint(1, 500)),
+        ts,
+        lambda: f"10.{r.randint(0, 255)}.{r.randint(0, 255)}.{r.randint(1, 254)}",
+        lambda: f"{svc()}-{hexs(10)}-{g.alnum(5, string.ascii_lowercase + string.digits)}",
+        lambda: f"00-{hexs(32)}-{hexs(16)}-01",
+        lambda: r.choice(["application/json; charset=utf-8", "text/html", "application/grpc", "gzip, deflate, br"]),
+        lambda: f"cache miss for key product:{r.randint(1, 10**6)} in {r.randint(1, 80)}ms",
+        lambda: f"retrying request to {svc()} (attempt {r.randint(2, 3)}/3) after {r.randint(100, 900)}ms",
+        lambda: f"TimeoutError: read timed out after {r.randint(1, 30)}.0s calling {svc()}:{r.choice([8080, 50051])}",
+        lambda: f"KeyError: '{r.choice(['sku', 'qty', 'variant', 'region'])}'",
+        lambda: f'  File "/app/{svc()}/service.py", line {r.randint(10, 900)}, in {r.choice(["create_order", "get_cart", "charge", "reserve"])}',
+        lambda: (f'{{"items": {r.randint(1, 9)}, "total": {r.randint(1, 999)}.{r.randint(0, 99):02d}, '
+                 f'"currency": "EUR", "order_id": "{uid()}", "created_at": "{ts()}"}}'),
+        lambda: f"orders.{r.choice(['created', 'paid', 'shipped'])} partition={r.randint(0, 11)} offset={r.randint(10**5, 10**8)}",
+        lambda: f"GET /api/v1/products/{r.randint(1, 99999)}",
+        lambda: f"{r.randint(1, 20)}.{r.randint(0, 30)}.{r.randint(0, 9)}",
+    ]
+    negs = _negatives(g)
+
+    def make() -> str:
+        if r.random() < 0.1:
+            return r.choice(negs)()
+        return r.choice(shapes)()
+
+    return make
+
+
+def generate_realistic(n: int, seed: int = 7, share: float = 0.05) -> list[tuple[str, list[tuple[str, int, int]]]]:
+    """``n`` labelled lines, ``share`` of them with a sensitive value (see the module docstring)."""
+    g = _Gen(seed + 1000)
+    benign = _benign(g)
+    k = max(1, round(n * share))
+    dense = generate(k, seed)
+    slots = set(g.r.sample(range(n), k))
+    out: list[tuple[str, list[tuple[str, int, int]]]] = []
+    it = iter(dense)
+    for i in range(n):
+        if i in slots:
+            out.append(next(it))
+            continue
+        line = benign()
+        # Peer addresses are private IPs: labelled as such, like in the dense corpus.
+        gold = [("PRIVATE_IP_ADDRESS", 0, len(line))] if line.startswith("10.") and line.count(".") == 3 else []
+        out.append((line, gold))
+    return out
+
+
 if __name__ == "__main__":
-    for line, gold in generate(int(sys.argv[1]) if len(sys.argv) > 1 else 10, seed=int(sys.argv[2]) if len(sys.argv) > 2 else 7):
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    seed = int(sys.argv[2]) if len(sys.argv) > 2 else 7
+    gen = generate_realistic if len(sys.argv) > 3 and sys.argv[3] == "realistic" else generate
+    for line, gold in gen(n, seed):
         print(gold, line)

@@ -9,6 +9,7 @@ Exit code 0 when nothing was found, 1 when something was, 2 on bad input.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any, TextIO
 
@@ -35,6 +36,18 @@ def _open(path: str) -> TextIO:
 
 
 def main(args: argparse.Namespace) -> int:
+    try:
+        return _main(args)
+    except BrokenPipeError:
+        # The reader went away (``apiward detect --list-types | head -1``): not an
+        # error. Point stdout at /dev/null so the interpreter's final flush is quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0
+
+
+def _main(args: argparse.Namespace) -> int:
     from enrichers.sensitive.scanner import SensitiveDataScanner
 
     scanner = SensitiveDataScanner()

@@ -57,8 +57,47 @@ SKIP_KEYS = frozenset(
      "messaging.system", "messaging.operation", "otel.status_code", "otel.scope.name",
      "network.transport", "network.type", "span.kind", "service.name", "service.version",
      "telemetry.sdk.name", "telemetry.sdk.language", "telemetry.sdk.version", "os.type",
-     "host.arch", "process.runtime.name", "process.runtime.version", "faas.trigger"}
+     "host.arch", "process.runtime.name", "process.runtime.version", "faas.trigger",
+     "http.request.method_original", "network.peer.port", "server.port", "client.port", "url.port",
+     "http.status_code", "http.response.status_code", "rpc.grpc.status_code",
+     "messaging.destination.kind", "db.name", "db.namespace", "db.collection.name",
+     "code.function", "code.namespace", "code.lineno", "thread.name", "thread.id",
+     "k8s.namespace.name", "k8s.deployment.name", "k8s.node.name", "k8s.cluster.name",
+     "cloud.provider", "cloud.region", "cloud.platform", "deployment.environment",
+     "deployment.environment.name", "service.namespace", "telemetry.auto.version",
+     "os.description", "process.runtime.description", "process.executable.name"}
 )  # fmt: skip
+
+
+#: Peer/client address attributes: a bare private address there is skipped quickly.
+ADDRESS_KEYS = frozenset(
+    {"network.peer.address", "client.address", "net.peer.ip", "net.sock.peer.addr",
+     "network.local.address", "net.host.ip", "net.sock.host.addr", "source.address",
+     "destination.address", "client.socket.address", "server.socket.address"}
+)  # fmt: skip
+_PRIVATE_IP = re.compile(
+    r"(?:10|127)\.\d{1,3}\.\d{1,3}\.\d{1,3}\Z|192\.168\.\d{1,3}\.\d{1,3}\Z"
+    r"|172\.(?:1[6-9]|2\d|3[01])\.\d{1,3}\.\d{1,3}\Z|::1\Z|(?:fd|fe80:)[0-9a-f:]*\Z"
+)
+#: Per-key value caches hold at most this many results in all.
+_MAX_CACHED = 131_072
+_MAX_CACHED_LEN = 2048
+
+
+@dataclass(slots=True)
+class _KeyPlan:
+    """How one attribute key is scanned: address fast path, and its values' results."""
+
+    address: bool
+    cache: dict[str, tuple[Match, ...]]
+
+
+_UNKNOWN: Any = object()
+
+#: A queued value: span index, where prefix, key, fixed direction, list index, its key plan.
+_Ref = tuple[int, str, str, "str | None", int, _KeyPlan]
+#: Matches found: span index, where, direction, list index, matches.
+_Found = tuple[int, str, str, int, tuple[Match, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +266,12 @@ class HostClassifier:
                 for d in self.domains
             )
         else:
-            ext = ip.is_global and not any(ip in n for n in self.nets if n.version == ip.version)
+            if self.nets:
+                # The configured internal networks decide, as in the call graph: an address
+                # outside them is external even when it is not globally routable.
+                ext = not (ip.is_unspecified or any(ip in n for n in self.nets if n.version == ip.version))
+            else:
+                ext = ip.is_global
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[h] = ext
@@ -262,6 +306,8 @@ class SensitiveDataEnricher(Enricher):
         self.hosts = HostClassifier(domains, cidrs)
         self.scanner: SensitiveDataScanner | None = None
         self._resource_cache: dict[int, tuple[Resource, tuple[Detection, ...]]] = {}
+        self._plans: dict[str, _KeyPlan | None] = {}
+        self._cached = 0
         self.spans_scanned = 0
         self.values_scanned = 0
 
@@ -283,54 +329,152 @@ class SensitiveDataEnricher(Enricher):
                           m.category, index)
             )
 
-    def _scan_attrs(
-        self, scan: Any, attrs: Mapping[str, Any], out: list[Detection], prefix: str, fixed_dir: str | None
+    def _key_plan(self, key: str) -> _KeyPlan | None:
+        """How values of attribute ``key`` are scanned; ``None``: never (a protocol fact)."""
+        if key in self._plans:
+            return self._plans[key]
+        plan: _KeyPlan | None = None
+        if key not in SKIP_KEYS:
+            plan = _KeyPlan(key in ADDRESS_KEYS, {})
+        if len(self._plans) > _MAX_KEYS:
+            self._plans.clear()
+            self._cached = 0
+        self._plans[key] = plan
+        return plan
+
+    def _gather(
+        self, attrs: Mapping[str, Any], si: int, prefix: str, fixed_dir: str | None,
+        todo: list[tuple[str, str]], refs: list[_Ref], found: list[_Found],
     ) -> None:
+        """Queue the string values of ``attrs`` not seen before; results of known ones go to ``found``.
+
+        ``si`` is the span's index in the batch (-1 for a resource).
+        """
+        plans = self._plans
         for k, v in attrs.items():
-            if type(v) is str:
-                if len(v) < 3 or k in SKIP_KEYS:
+            tv = type(v)
+            if tv is str:
+                if len(v) < 3:
                     continue
-                ms = scan(v, k)
-                if ms:
-                    self._emit(out, ms, prefix + k, fixed_dir or direction_of(k))
-            elif isinstance(v, (list, tuple)):
+                plan = plans.get(k, _UNKNOWN)
+                if plan is _UNKNOWN:
+                    plan = self._key_plan(k)
+                if plan is None:
+                    continue
+                hit = plan.cache.get(v)
+                if hit is not None:
+                    if hit:
+                        found.append((si, prefix + k, fixed_dir or direction_of(k), -1, hit))
+                    continue
+                if plan.address and _PRIVATE_IP.match(v):
+                    # A private peer/client address: only an informational type, never a
+                    # finding, and one per span — not worth a scan.
+                    plan.cache[v] = ()
+                    self._cached += 1
+                    continue
+                todo.append((v, k))
+                refs.append((si, prefix, k, fixed_dir, -1, plan))
+            elif tv is list or tv is tuple:
+                plan = plans.get(k, _UNKNOWN)
+                if plan is _UNKNOWN:
+                    plan = self._key_plan(k)
+                if plan is None:
+                    continue
                 for i, item in enumerate(v):
-                    if isinstance(item, str) and len(item) >= 3:
-                        ms = scan(item, k)
-                        if ms:
-                            self._emit(out, ms, prefix + k, fixed_dir or direction_of(k), i)
+                    if type(item) is str and len(item) >= 3:
+                        todo.append((item, k))
+                        refs.append((si, prefix, k, fixed_dir, i, plan))
+
+    def _run(self, todo: list[tuple[str, str]], refs: list[_Ref], found: list[_Found], state: State) -> None:
+        """Scan the queued values in one prefilter call and remember their results per key."""
+        if not todo:
+            return
+        results = self._scanner(state).scan_many(todo, cache=False)
+        self.values_scanned += len(todo)
+        if self._cached + len(todo) > _MAX_CACHED:
+            for plan in self._plans.values():
+                if plan is not None:
+                    plan.cache.clear()
+            self._cached = 0
+        for (v, _k), (si, prefix, k, fixed_dir, idx, plan), ms in zip(todo, refs, results, strict=True):
+            if idx < 0 and len(v) <= _MAX_CACHED_LEN:
+                plan.cache[v] = ms
+                self._cached += 1
+            if ms:
+                found.append((si, prefix + k, fixed_dir or direction_of(k), idx, ms))
+
+    def _collect_found(self, found: list[_Found], n: int) -> list[list[Detection] | None]:
+        per: list[list[Detection] | None] = [None] * n
+        for si, where, direction, idx, ms in found:
+            out = per[si]
+            if out is None:
+                out = per[si] = []
+            self._emit(out, ms, where, direction, idx)
+        return per
 
     def scan_span(self, span: Span, state: State) -> list[Detection]:
         """Every detection in one span, its events and its resource."""
-        scan = self._scanner(state).scan
-        out: list[Detection] = []
-        self._scan_attrs(scan, span.attributes, out, "", None)
-        if len(span.name) >= 7:
-            ms = scan(span.name, "span.name")
-            if ms:
-                self._emit(out, ms, "span.name", REQUEST if span.http is not None else TELEMETRY)
-        if span.status_message:
-            ms = scan(span.status_message, "status.message")
-            if ms:
-                self._emit(out, ms, "status.message", TELEMETRY)
-        for i, ev in enumerate(span.events):
-            if ev.attributes:
-                self._scan_attrs(scan, ev.attributes, out, f"event[{i}]:", TELEMETRY)
-        if self.scan_resource:
-            out.extend(self._resource(span.resource, scan))
-        return out
+        return self.scan_batch([span], state)[0] or []
 
-    def _resource(self, res: Resource, scan: Any) -> tuple[Detection, ...]:
+    def scan_batch(self, batch: Sequence[Span], state: State) -> list[list[Detection] | None]:
+        """Detections per span of ``batch`` (``None``: none), with one prefilter call for the batch."""
+        todo: list[tuple[str, str]] = []
+        refs: list[_Ref] = []
+        found: list[_Found] = []
+        gather = self._gather
+        resources: dict[int, Resource] = {}
+        res_of: list[int] = []
+        names = self._key_plan("span.name")
+        assert names is not None
+        name_cache = names.cache
+        for si, span in enumerate(batch):
+            gather(span.attributes, si, "", None, todo, refs, found)
+            name = span.name
+            if len(name) >= 7:
+                hit = name_cache.get(name)
+                if hit is None:
+                    todo.append((name, "span.name"))
+                    refs.append((si, "", "span.name", REQUEST if span.http is not None else TELEMETRY, -1, names))
+                elif hit:
+                    found.append((si, "span.name", REQUEST if span.http is not None else TELEMETRY, -1, hit))
+            if span.status_message:
+                gather({"status.message": span.status_message}, si, "", TELEMETRY, todo, refs, found)
+            if span.events:
+                for i, ev in enumerate(span.events):
+                    if ev.attributes:
+                        gather(ev.attributes, si, f"event[{i}]:", TELEMETRY, todo, refs, found)
+            if self.scan_resource:
+                rid = id(span.resource)
+                res_of.append(rid)
+                if rid not in resources:
+                    resources[rid] = span.resource
+        self._run(todo, refs, found, state)
+        per = self._collect_found(found, len(batch))
+        if self.scan_resource:
+            by_res = {rid: self._resource(res, state) for rid, res in resources.items()}
+            for si, rid in enumerate(res_of):
+                dets = by_res[rid]
+                if dets:
+                    out = per[si]
+                    if out is None:
+                        out = per[si] = []
+                    out.extend(dets)
+        return per
+
+    def _resource(self, res: Resource, state: State) -> tuple[Detection, ...]:
         hit = self._resource_cache.get(id(res))
         if hit is not None and hit[0] is res:
             return hit[1]
-        out: list[Detection] = []
-        self._scan_attrs(scan, res.attributes, out, "resource:", TELEMETRY)
-        found = tuple(out)
+        todo: list[tuple[str, str]] = []
+        refs: list[_Ref] = []
+        found: list[_Found] = []
+        self._gather(res.attributes, 0, "resource:", TELEMETRY, todo, refs, found)
+        self._run(todo, refs, found, state)
+        found_t = tuple(self._collect_found(found, 1)[0] or ())
         if len(self._resource_cache) > 4096:
             self._resource_cache.clear()
-        self._resource_cache[id(res)] = (res, found)
-        return found
+        self._resource_cache[id(res)] = (res, found_t)
+        return found_t
 
     # ------------------------------------------------------------- the batch
     def process(self, batch: Sequence[Span], state: State) -> Iterable[Finding]:
@@ -339,9 +483,9 @@ class SensitiveDataEnricher(Enricher):
         facts: SensitiveFacts = state.part("sensitive", SensitiveFacts)
         published = state.batch.sensitive
         agg: dict[tuple[str, Subject], _Agg] = {}
-        for span in batch:
-            dets = self.scan_span(span, state)
-            self.spans_scanned += 1
+        per = self.scan_batch(batch, state)
+        self.spans_scanned += len(batch)
+        for span, dets in zip(batch, per, strict=True):
             if not dets:
                 continue
             published[span.span_id] = dets
@@ -370,7 +514,7 @@ class SensitiveDataEnricher(Enricher):
             elif span.messaging is not None:
                 server_host = span.messaging.destination
         elif http is not None:
-            route = http.route or template_path(http.path or "/")
+            route = http.route or template_path(_path_without(span, http.path or "/", dets))
             ep_key = (service, http.method, route)
         elif span.rpc is not None:
             ep_key = (service, "", f"{span.rpc.service}/{span.rpc.method}")
@@ -385,7 +529,8 @@ class SensitiveDataEnricher(Enricher):
         elif server_host:
             subject = Subject(client=service, server=server_host, host=server_host)
         else:
-            subject = Subject(service=service, detail=span.name[:80] if http is None else "")
+            name = _replace_detected(span.name, [d for d in dets if d.where == "span.name"])
+            subject = Subject(service=service, detail=name[:80] if http is None else "")
         # --- secrets / personal data in URLs
         in_url = [d for d in reportable if d.where in URL_KEYS or d.where == "span.name" and http is not None]
         if in_url:
@@ -448,6 +593,27 @@ class SensitiveDataEnricher(Enricher):
                          "Responses of this endpoint return sensitive types its callers never sent; "
                          "the API may return whole objects and rely on clients to filter them.",
                          "Return only the fields the client needs (response schemas / DTOs), masking the rest.")
+
+
+def _replace_detected(text: str, dets: Sequence[Detection], by: str = "{}") -> str:
+    """``text`` with every detected value (offsets in ``text``) replaced by ``by``."""
+    for d in sorted((d for d in dets if d.index < 0), key=lambda d: -d.start):
+        if 0 <= d.start < d.end <= len(text):
+            text = text[: d.start] + by + text[d.end :]
+    return text
+
+
+def _path_without(span: Span, path: str, dets: Sequence[Detection]) -> str:
+    """The request path with detected values replaced by ``{}`` (a route must hold none).
+
+    Offsets are in the attribute the path came from (``url.path`` or ``http.target``).
+    """
+    for key in ("url.path", "http.target"):
+        in_path = [d for d in dets if d.where == key]
+        raw = span.attributes.get(key)
+        if in_path and isinstance(raw, str):
+            return _replace_detected(raw, in_path)
+    return path
 
 
 _COMPLIANCE_BY_TYPE: dict[str, tuple[str, ...]] = {}

@@ -17,7 +17,9 @@ prefilter and calls the precise pattern and the validator only on hits.
 
 from __future__ import annotations
 
+import math
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -128,8 +130,19 @@ class Recognizer:
         return 1.0 if ok else self.KEY_SCORE
 
 
+def in_dash_chain(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` is one part of a longer dash-joined token (a UUID, a build id)."""
+    return (start >= 2 and text[start - 1] == "-" and text[start - 2].isalnum()) or (
+        end + 1 < len(text) and text[end] == "-" and text[end + 1].isalnum()
+    )
+
+
+_NON_DIGIT = re.compile(r"[^0-9]")
+
+
 def digits(text: str) -> str:
-    return "".join(c for c in text if c.isdigit())
+    """The ASCII digits of ``text`` (every pattern is ASCII-only)."""
+    return _NON_DIGIT.sub("", text)
 
 
 def mask_keep(text: str, head: int, tail: int) -> str:
@@ -166,12 +179,8 @@ def mask_secret(text: str, prefix: int = 0) -> str:
 
 
 def shannon_entropy(text: str) -> float:
-    import math
-
+    """Bits per character of ``text``."""
     if not text:
         return 0.0
-    counts: dict[str, int] = {}
-    for c in text:
-        counts[c] = counts.get(c, 0) + 1
     n = len(text)
-    return -sum(k / n * math.log2(k / n) for k in counts.values())
+    return -sum(k / n * math.log2(k / n) for k in Counter(text).values())

@@ -1,10 +1,19 @@
-"""One pass over a value finds every sensitive type in it.
+"""One prefilter pass over a whole batch of values finds every sensitive type in them.
 
-:class:`SensitiveDataScanner` compiles every recognizer pattern, the context
-words of every recognizer and a "sensitive-looking ``key=value``" expression
-into one multi-pattern prefilter (hyperscan; else a google-re2 ``Set``; else
-nothing, with one logged warning). A value is scanned once by the prefilter;
-only the recognizers it hit run their precise ``re`` pattern and validator.
+:class:`SensitiveDataScanner` compiles every recognizer pattern, the context words
+of the recognizers that need them and a "sensitive-looking ``key=value``"
+expression into one multi-pattern prefilter (hyperscan; else a google-re2 ``Set``;
+else nothing, with one logged warning). Only the recognizers the prefilter hit run
+their precise ``re`` pattern and validator, on the value they hit.
+
+With hyperscan, :meth:`SensitiveDataScanner.scan_many` scans all the novel values
+of a batch in *one* call: they are joined with a NUL separator (no pattern matches
+across it: every pattern is bounded by ``\b``, a lookaround or a character class
+that excludes it, and a false hit across it only costs a precise re-check) and the
+end offset of each hit maps it back to its value. A value with no hit — most
+attribute values in real traffic — costs no Python work at all. The ``key=value``
+expression reports every offset, so pairs are parsed only where a sensitive-looking
+key is, instead of regex-searching the whole text for pairs.
 
 Field names are context: ``scan(value, key="user.ssn")`` lets a bare nine-digit
 number count as an SSN, and checks the value against every recognizer whose
@@ -12,8 +21,8 @@ number count as an SSN, and checks the value against every recognizer whose
 strings, JSON bodies, form posts, header dumps, log lines) the same happens for
 every ``key=value`` / ``"key": "value"`` pair found.
 
-Results are cached per distinct (key class, value): attribute values repeat a
-lot. A scanner is not thread-safe; use one per thread.
+Results are cached per distinct (key class, value) in a bounded dict: attribute
+values repeat a lot. A scanner is not thread-safe; use one per thread.
 """
 
 from __future__ import annotations
@@ -21,9 +30,10 @@ from __future__ import annotations
 import hmac
 import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
+from bisect import bisect_right
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from hashlib import sha256
+from itertools import accumulate
 from typing import Any
 
 from enrichers.sensitive.recognizer import (
@@ -52,18 +62,34 @@ KEY_STEMS = (
 
 #: ``key = value`` / ``"key": "value"`` / ``key: value`` in free text.
 KV_RE = re.compile(
-    r"""["']?([A-Za-z_][A-Za-z0-9_.\-]{0,63})["']?\s*[:=]\s*"""
+    r"""(?<![A-Za-z0-9_.\-])["']?([A-Za-z_][A-Za-z0-9_.\-]{0,63})["']?\s*[:=]\s*"""
     r"""(?:"((?:[^"\\]|\\.){1,4096})"|'([^']{1,4096})'|([^\s&;,"'}\]<>|][^&;"'}\]<>|\r\n]{0,4095}))""",
     re.ASCII,
 )
+#: The value after a ``[:=]`` the prefilter reported (groups as in KV_RE, shifted by one).
+_KV_VALUE_AT = re.compile(
+    r"""\s*(?:"((?:[^"\\]|\\.){1,4096})"|'([^']{1,4096})'|([^\s&;,"'}\]<>|][^&;"'}\]<>|\r\n]{0,4095}))""",
+    re.ASCII,
+)
+#: The key before a ``[:=]``, read backwards (on the reversed text before it).
+_KV_KEY_BEFORE = re.compile(r"""\s*["']?([A-Za-z0-9_.\-]{1,64})""", re.ASCII)
 _KV_PREFILTER = r"(?:" + "|".join(re.escape(s) for s in KEY_STEMS) + r")[A-Za-z0-9_.-]*[\"']?\s*[:=]"
 _TOKEN_SPLIT = re.compile(r"[^a-z0-9#]+")
 _FORM_PLUS = re.compile(r"(?<=[A-Za-z0-9.,-])\+(?=[A-Za-z0-9(-])")
 
 _MAX_CACHED_LEN = 2048
+#: Separator of the values joined for one prefilter call (see the module docstring).
+_SEP = "\x00"
+_NO_CTX: frozenset[int] = frozenset()
 
 #: Compiled prefilter databases, shared by every scanner of the process.
-_COMPILED: dict[tuple[str, tuple[tuple[str, int], ...]], Any] = {}
+_COMPILED: dict[tuple[str, tuple[tuple[str, int, bool], ...]], Any] = {}
+
+#: A prefilter answer per value: the ids hit (``None``: run everything) and, for the
+#: ``key=value`` expression, the character offsets just after each ``[:=]`` it saw
+#: (``None``: unknown, search the pairs with :data:`KV_RE`).
+_Hits = tuple[Collection[int] | None, list[int] | None]
+_Cand = tuple[float, int, int, Recognizer, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +141,34 @@ def _has_context(words: Sequence[str], text: str, tokens: set[str] | None = None
     return False
 
 
+def _context_expr(words: Sequence[str]) -> str:
+    """Prefilter expression of context words: substrings, or whole tokens when short.
+
+    Mirrors :func:`_has_context` (words under four characters must be a whole token)
+    so that short words like ``tel`` or ``sin`` do not fire on ``hotel`` or ``using``.
+    """
+    long = [re.escape(w) for w in words if len(w) >= 4]
+    short = [re.escape(w) for w in words if len(w) < 4]
+    alts = []
+    if long:
+        alts.append("(?:" + "|".join(long) + ")")
+    if short:
+        alts.append(r"(?:^|[^a-z0-9#])(?:" + "|".join(short) + r")(?:[^a-z0-9#]|$)")
+    return "(?i)(?:" + "|".join(alts) + ")"
+
+
+def _context_rx(words: Sequence[str]) -> re.Pattern[str]:
+    """:func:`_has_context` as one regex, searched in lowercased text."""
+    long = [re.escape(w) for w in words if len(w) >= 4]
+    short = [re.escape(w) for w in words if len(w) < 4]
+    alts = []
+    if long:
+        alts.append("(?:" + "|".join(long) + ")")
+    if short:
+        alts.append(r"(?<![a-z0-9#])(?:" + "|".join(short) + r")(?![a-z0-9#])")
+    return re.compile("|".join(alts))
+
+
 class SensitiveDataScanner:
     """Finds sensitive values in text. See the module docstring.
 
@@ -153,30 +207,47 @@ class SensitiveDataScanner:
             )
             for r in self.keyed
         }
+        # Context words go into the prefilter only for recognizers with a pattern that
+        # needs them (they gate it); the others' words only raise a score, checked
+        # precisely on the few values that matched.
         self._ctx_recognizers = [r for r in self.recognizers if r.CONTEXT]
+        gated = {id(e.recognizer) for e in self.entries if e.needs_context}
+        self._ctx_gated = [r for r in self._ctx_recognizers if id(r) in gated]
         n = len(self.entries)
         self._ctx_base = n
-        self._kv_id = n + len(self._ctx_recognizers)
-        self._ctx_index = {id(r): n + i for i, r in enumerate(self._ctx_recognizers)}
+        self._kv_id = n + len(self._ctx_gated)
+        self._ctx_index = {id(r): n + i for i, r in enumerate(self._ctx_gated)}
+        #: Prefilter ids worth a look on their own (patterns that need no context, key=value).
+        self._strong_ids = frozenset(
+            [i for i, e in enumerate(self.entries) if not e.needs_context] + [self._kv_id]
+        )
+        #: Pattern id that needs context -> id of its recognizer's context words.
+        self._gate = {
+            i: self._ctx_index[id(e.recognizer)]
+            for i, e in enumerate(self.entries)
+            if e.needs_context and id(e.recognizer) in self._ctx_index
+        }
+        self._ctx_rx = {id(r): _context_rx(r.CONTEXT) for r in self._ctx_recognizers}
         self._cache: dict[tuple[int, str], tuple[Match, ...]] = {}
         self._cache_size = cache_size
         self._key_info: dict[str, tuple[int, tuple[Recognizer, ...], frozenset[int]]] = {}
-        self._key_sigs: dict[tuple[tuple[int, ...], frozenset[int]], int] = {(): 0}  # type: ignore[dict-item]
+        self._key_sigs: dict[tuple[tuple[int, ...], frozenset[int]], int] = {((), _NO_CTX): 0}
         self._always: list[int] = []
         self._prefilter: Callable[[str], list[int]] | None = None
+        self._batch: Callable[[list[str]], list[_Hits | None]] | None = None
         self.engine = self._build_prefilter(engine)
         self.cache_hits = 0
         self.cache_misses = 0
 
     # ------------------------------------------------------------- prefilter
-    def _prefilter_sources(self) -> list[tuple[str, int]]:
-        srcs: list[tuple[str, int]] = []
+    def _prefilter_sources(self) -> list[tuple[str, int, bool]]:
+        """(expression, re flags, whether its offsets must be exact) per prefilter id."""
+        srcs: list[tuple[str, int, bool]] = []
         for e in self.entries:
-            srcs.append((e.pattern.prefilter or e.pattern.regex, e.pattern.flags))
-        for r in self._ctx_recognizers:
-            words = "|".join(re.escape(w) for w in r.CONTEXT)
-            srcs.append((f"(?i)(?:{words})", 0))
-        srcs.append((f"(?i){_KV_PREFILTER}", 0))
+            srcs.append((e.pattern.prefilter or e.pattern.regex, e.pattern.flags, False))
+        for r in self._ctx_gated:
+            srcs.append((_context_expr(r.CONTEXT), 0, False))
+        srcs.append((f"(?i){_KV_PREFILTER}", 0, True))
         return srcs
 
     def _build_prefilter(self, engine: str) -> str:
@@ -208,51 +279,87 @@ class SensitiveDataScanner:
         cache_key = ("hyperscan", tuple(srcs))
         cached = _COMPILED.get(cache_key)
         if cached is None:
-            base = hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_PREFILTER
-            flags = [
-                base | (hyperscan.HS_FLAG_CASELESS if fl & re.IGNORECASE else 0) for _s, fl in srcs
-            ]
-            exprs = [src.encode() for src, _fl in srcs]
+            # No SINGLEMATCH: a batch of values is one buffer, every hit's end offset
+            # is needed to find its value. Expressions hyperscan supports as they are
+            # are compiled exactly (faster, fewer false hits); the others in prefilter
+            # mode (a superset, re-checked in re); those it refuses run on every value.
+            base = [hyperscan.HS_FLAG_CASELESS if fl & re.IGNORECASE else 0 for _s, fl, _x in srcs]
+            exprs = [src.encode() for src, _fl, _x in srcs]
             ids = list(range(len(srcs)))
             always: list[int] = []
             try:
                 db = hyperscan.Database()
-                db.compile(expressions=exprs, ids=ids, elements=len(ids), flags=flags)
+                db.compile(expressions=exprs, ids=ids, elements=len(ids), flags=base)
             except hyperscan.error:
-                # Find the expressions hyperscan refuses; those run on every value.
-                keep = []
+                keep: list[int] = []
+                flags: list[int] = []
                 for i in ids:
-                    try:
-                        hyperscan.Database().compile(
-                            expressions=[exprs[i]], ids=[i], elements=1, flags=[flags[i]]
-                        )
+                    for fl in (base[i], base[i] | hyperscan.HS_FLAG_PREFILTER):
+                        if srcs[i][2] and fl != base[i]:
+                            continue  # offsets must be exact
+                        try:
+                            hyperscan.Database().compile(
+                                expressions=[exprs[i]], ids=[i], elements=1, flags=[fl]
+                            )
+                        except hyperscan.error:
+                            continue
                         keep.append(i)
-                    except hyperscan.error:
+                        flags.append(fl)
+                        break
+                    else:
                         always.append(i)
                 db = hyperscan.Database()
                 db.compile(
-                    expressions=[exprs[i] for i in keep],
-                    ids=keep,
-                    elements=len(keep),
-                    flags=[flags[i] for i in keep],
+                    expressions=[exprs[i] for i in keep], ids=keep, elements=len(keep), flags=flags
                 )
             cached = (db, always)
             _COMPILED[cache_key] = cached
         db, always_ids = cached
         self._always = list(always_ids)
         scratch = hyperscan.Scratch(db)
-
-        def on_match(id_: int, _from: int, _to: int, _flags: int, hits: Any) -> None:
-            hits.append(id_)
-
         always_t = tuple(self._always)
+        kv_id = self._kv_id
+
+        def batch(texts: list[str]) -> list[_Hits | None]:
+            joined = _SEP.join(texts)
+            if joined.isascii():
+                data = joined.encode("ascii")
+                exact = True
+                lens: Iterable[int] = (len(t) + 1 for t in texts)
+            else:
+                encoded = [t.encode("utf-8", "surrogatepass") for t in texts]
+                data = b"\x00".join(encoded)
+                exact = False
+                lens = (len(b) + 1 for b in encoded)
+            starts = list(accumulate(lens, initial=0))
+            found: list[tuple[int, int]] = []
+            add = found.append
+
+            def on_match(id_: int, _from: int, to: int, _flags: int, _ctx: Any) -> None:
+                add((id_, to))
+
+            db.scan(data, match_event_handler=on_match, scratch=scratch)
+            out: list[_Hits | None] = [None] * len(texts)
+            if always_t:
+                out = [(set(always_t), None) for _ in texts]
+            per: dict[int, tuple[set[int], list[int]]] = {}
+            for id_, to in found:
+                v = bisect_right(starts, to - 1) - 1
+                slot = per.get(v)
+                if slot is None:
+                    slot = per[v] = (set(always_t), [])
+                slot[0].add(id_)
+                if id_ == kv_id:
+                    slot[1].append(to - starts[v])
+            for v, (ids, ends) in per.items():
+                out[v] = (ids, ends if exact or texts[v].isascii() else None)
+            return out
 
         def prefilter(text: str) -> list[int]:
-            hits: list[int] = list(always_t)
-            db.scan(text.encode("utf-8", "surrogatepass"), match_event_handler=on_match,
-                    context=hits, scratch=scratch)
-            return hits
+            hit = batch([text])[0]
+            return sorted(hit[0]) if hit is not None and hit[0] is not None else []
 
+        self._batch = batch
         self._prefilter = prefilter
 
     def _build_re2(self) -> None:
@@ -260,7 +367,7 @@ class SensitiveDataScanner:
 
         s = re2.Set.SearchSet(re2.Options())
         index: list[int] = []
-        for i, (src, flags) in enumerate(self._prefilter_sources()):
+        for i, (src, flags, _exact) in enumerate(self._prefilter_sources()):
             if flags & re.IGNORECASE and not src.startswith("(?i)"):
                 src = "(?i)" + src
             try:
@@ -298,83 +405,196 @@ class SensitiveDataScanner:
         toks = _tokens(low)
         ctx = frozenset(id(r) for r in self._ctx_recognizers if _has_context(r.CONTEXT, low, toks))
         sig_key = (tuple(id(r) for r in keyed), ctx)
-        sig = self._key_sigs.get(sig_key)  # type: ignore[arg-type]
+        sig = self._key_sigs.get(sig_key)
         if sig is None:
-            sig = len(self._key_sigs) if (keyed or ctx) else 0
-            self._key_sigs[sig_key] = sig  # type: ignore[index]
-        info = (sig if (keyed or ctx) else 0, tuple(keyed), ctx)
+            sig = len(self._key_sigs)
+            self._key_sigs[sig_key] = sig
+        info = (sig, tuple(keyed), ctx)
         if len(self._key_info) > 50_000:
             self._key_info.clear()
         self._key_info[key] = info
         return info
 
     # ------------------------------------------------------------- scanning
+    def clear_cache(self) -> None:
+        """Forget every cached result (the bench measures scans, not lookups)."""
+        self._cache.clear()
+
     def scan(self, text: str, key: str = "") -> tuple[Match, ...]:
         """Every detection in ``text`` (the value of field ``key``, if any), by offset."""
         if key:
-            sig, keyed, kctx = self._key(key)
+            info = self._key_info.get(key) or self._key(key)
+            sig = info[0]
+            if not info[1] and (len(text) < 7 or (len(text) < 9 and text.isdigit())):
+                return ()
         else:
-            sig, keyed, kctx = 0, (), frozenset()
-        n = len(text)
-        if not keyed and (n < 7 or (n < 9 and text.isdigit())):
-            return ()
-        ck = (sig, text)
-        hit = self._cache.get(ck)
+            sig = 0
+            if len(text) < 7 or (len(text) < 9 and text.isdigit()):
+                return ()
+        hit = self._cache.get((sig, text))
         if hit is not None:
             self.cache_hits += 1
             return hit
-        self.cache_misses += 1
-        out = self._scan(text, keyed, kctx)
-        if n <= _MAX_CACHED_LEN:
-            if len(self._cache) >= self._cache_size:
-                self._cache.clear()
-            self._cache[ck] = out
+        return self.scan_many([(text, key)])[0]
+
+    def scan_many(
+        self, items: Sequence[tuple[str, str]], *, cache: bool = True
+    ) -> list[tuple[Match, ...]]:
+        """:meth:`scan` of every ``(text, key)`` of ``items``, with one prefilter call.
+
+        Cached values cost a dict lookup; the novel ones are prefiltered together
+        and only those the prefilter hit (or whose key is sensitive) are examined.
+        ``cache=False`` skips this scanner's cache (for a caller that keeps its own).
+        """
+        if not cache:
+            return self._scan_uncached(items)
+        out: list[tuple[Match, ...]] = [()] * len(items)
+        store = self._cache
+        key_info = self._key_info
+        pend: list[tuple[str, tuple[Recognizer, ...], frozenset[int], tuple[int, str]]] = []
+        pend_at: dict[tuple[int, str], int] = {}
+        waiting: list[tuple[int, int]] = []
+        hits = 0
+        for i, (text, key) in enumerate(items):
+            if key:
+                info = key_info.get(key) or self._key(key)
+                sig, keyed, kctx = info
+                if not keyed and (len(text) < 7 or (len(text) < 9 and text.isdigit())):
+                    continue
+            else:
+                sig, keyed, kctx = 0, (), _NO_CTX
+                if len(text) < 7 or (len(text) < 9 and text.isdigit()):
+                    continue
+            ck = (sig, text)
+            got = store.get(ck)
+            if got is not None:
+                hits += 1
+                out[i] = got
+                continue
+            j = pend_at.get(ck)
+            if j is None:
+                j = pend_at[ck] = len(pend)
+                pend.append((text, keyed, kctx, ck))
+            waiting.append((i, j))
+        self.cache_hits += hits
+        if not pend:
+            return out
+        self.cache_misses += len(pend)
+        results = self._scan_pending(pend)
+        if len(store) + len(pend) > self._cache_size:
+            store.clear()
+        for (text, _k, _c, ck), res in zip(pend, results, strict=True):
+            if len(text) <= _MAX_CACHED_LEN:
+                store[ck] = res
+        for i, j in waiting:
+            out[i] = results[j]
         return out
 
-    def _scan(
-        self, text: str, keyed: tuple[Recognizer, ...], kctx: frozenset[int]
-    ) -> tuple[Match, ...]:
-        cands: list[tuple[float, int, int, Recognizer, str]] = []
-        self._collect(text, keyed, kctx, cands)
-        if "+" in text and "=" in text:
-            # Form-encoded spaces (``card=4111+1111+...``) are scanned as spaces too; the
-            # decoded text has the same length, so offsets hold for both.
-            decoded = _FORM_PLUS.sub(" ", text)
-            if decoded != text:
-                self._collect(decoded, keyed, kctx, cands)
-        if not cands:
-            return ()
-        return self._resolve(cands)
+    def _scan_uncached(self, items: Sequence[tuple[str, str]]) -> list[tuple[Match, ...]]:
+        out: list[tuple[Match, ...]] = [()] * len(items)
+        key_info = self._key_info
+        pend: list[tuple[str, tuple[Recognizer, ...], frozenset[int], tuple[int, str]]] = []
+        where: list[int] = []
+        for i, (text, key) in enumerate(items):
+            if key:
+                info = key_info.get(key) or self._key(key)
+                if not info[1] and (len(text) < 7 or (len(text) < 9 and text.isdigit())):
+                    continue
+                pend.append((text, info[1], info[2], (0, "")))
+            else:
+                if len(text) < 7 or (len(text) < 9 and text.isdigit()):
+                    continue
+                pend.append((text, (), _NO_CTX, (0, "")))
+            where.append(i)
+        if pend:
+            self.cache_misses += len(pend)
+            for i, res in zip(where, self._scan_pending(pend), strict=True):
+                out[i] = res
+        return out
+
+    def _scan_pending(
+        self, pend: list[tuple[str, tuple[Recognizer, ...], frozenset[int], tuple[int, str]]]
+    ) -> list[tuple[Match, ...]]:
+        texts = [p[0] for p in pend]
+        # Form-encoded spaces (``card=4111+1111+...``) are scanned as spaces too; the
+        # decoded text has the same length, so offsets hold for both.
+        extra: list[tuple[int, str]] = []
+        for j, t in enumerate(texts):
+            if "+" in t and "=" in t:
+                d = _FORM_PLUS.sub(" ", t)
+                if d != t:
+                    extra.append((j, d))
+        all_texts = texts + [d for _j, d in extra] if extra else texts
+        batch = self._batch
+        pre = self._prefilter
+        hits: list[_Hits | None]
+        if batch is not None:
+            hits = batch(all_texts)
+        elif pre is not None:
+            hits = []
+            for t in all_texts:
+                ids = pre(t)
+                hits.append((set(ids), None) if ids else None)
+        else:
+            hits = [(None, None)] * len(all_texts)
+        per: list[list[_Cand] | None] = [None] * len(pend)
+        strong = self._strong_ids
+        gate = self._gate
+        for j, (text, keyed, kctx, _ck) in enumerate(pend):
+            h = hits[j]
+            if h is None:
+                if not keyed:
+                    continue
+            elif not keyed and not kctx and h[0] is not None and strong.isdisjoint(h[0]):
+                # Only patterns that need a context word hit, or only context words:
+                # worth a look only when a hit pattern's context words hit too.
+                hit_ids = h[0]
+                if not any(gate.get(i) in hit_ids for i in hit_ids):
+                    continue
+            cands: list[_Cand] = []
+            self._collect(text, keyed, kctx, h, cands)
+            per[j] = cands
+        for n, (j, d) in enumerate(extra):
+            h = hits[len(texts) + n]
+            _text, keyed, kctx, _ck = pend[j]
+            if h is None and not keyed:
+                continue
+            got = per[j]
+            if got is None:
+                got = per[j] = []
+            self._collect(d, keyed, kctx, h, got)
+        return [self._resolve(c) if c else () for c in per]
 
     def _collect(
         self,
         text: str,
         keyed: tuple[Recognizer, ...],
         kctx: frozenset[int],
-        cands: list[tuple[float, int, int, Recognizer, str]],
+        hit: _Hits | None,
+        cands: list[_Cand],
     ) -> None:
-        pre = self._prefilter
-        if pre is None:
-            ids: Iterable[int] = range(self._kv_id + 1)
-            ctx_hits = None  # checked precisely per match
+        ids: Collection[int]
+        kv_ends: list[int] | None
+        if hit is None:
+            ids, kv_ends = (), []
         else:
-            ids = pre(text)
-            if not ids and not keyed:
-                return
-            ctx_hits = {i for i in ids if i >= self._ctx_base}
+            got, kv_ends = hit
+            ids = range(self._kv_id + 1) if got is None else got
+        all_ids = hit is not None and hit[0] is None  # plain re: no prefilter information
         entries = self.entries
         nent = len(entries)
         threshold = self.threshold
-        for i in ids:
+        ctx_index = self._ctx_index
+        ctx_rx = self._ctx_rx
+        for i in sorted(ids) if not all_ids else ids:
             if i >= nent:
                 continue
             e = entries[i]
             r = e.recognizer
             rid = id(r)
             in_key = rid in kctx
-            if e.needs_context and not in_key and ctx_hits is not None:
-                if self._ctx_index.get(rid) not in ctx_hits:
-                    continue
+            if e.needs_context and not in_key and not all_ids and ctx_index.get(rid) not in ids:
+                continue
             p = e.pattern
             for m in e.rx.finditer(text):
                 s, t = m.span(p.group)
@@ -382,8 +602,8 @@ class SensitiveDataScanner:
                     continue
                 ctx = in_key or (
                     bool(r.CONTEXT)
-                    and (ctx_hits is None or self._ctx_index.get(rid) in ctx_hits)
-                    and _has_context(r.CONTEXT, text[max(0, s - CONTEXT_WINDOW) : s])
+                    and (all_ids or rid not in ctx_index or ctx_index[rid] in ids)
+                    and ctx_rx[rid].search(text[max(0, s - CONTEXT_WINDOW) : s].lower()) is not None
                 )
                 if e.needs_context and not ctx:
                     continue
@@ -404,11 +624,35 @@ class SensitiveDataScanner:
                 if sc >= threshold:
                     lead = len(text) - len(text.lstrip())
                     cands.append((sc, lead, lead + len(text.strip()), r, text))
-        if pre is None or self._kv_id in ids:
-            self._scan_pairs(text, cands)
+        if all_ids or self._kv_id in ids:
+            if kv_ends is None:
+                self._scan_pairs(text, cands)
+            elif kv_ends:
+                self._scan_pairs_at(text, kv_ends, cands)
 
-    def _scan_pairs(self, text: str, cands: list[tuple[float, int, int, Recognizer, str]]) -> None:
+    def _pair(self, text: str, key: str, s: int, t: int, unquoted: bool, cands: list[_Cand]) -> None:
+        """Check the value ``text[s:t]`` of field ``key`` against its keyed recognizers."""
+        keyed = (self._key_info.get(key) or self._key(key))[1]
+        if not keyed:
+            return
+        value = text[s:t].rstrip()
+        # An unquoted value runs to the next delimiter; when the whole of it is not
+        # a value of the type, its first word may be (``password=x (retrying)``).
+        options = [value]
+        if unquoted:
+            words = value.split(" ")
+            for n in range(min(4, len(words) - 1), 0, -1):
+                options.append(" ".join(words[:n]).rstrip(",;"))
         threshold = self.threshold
+        for r in keyed:
+            for v in options:
+                sc = r.check_value(v)
+                if sc >= threshold:
+                    cands.append((sc, s, s + len(v), r, text))
+                    break
+
+    def _scan_pairs(self, text: str, cands: list[_Cand]) -> None:
+        """Every ``key=value`` pair of ``text``, found by regex search (no offsets known)."""
         pos = 0
         search = KV_RE.search
         while True:
@@ -417,29 +661,37 @@ class SensitiveDataScanner:
                 break
             g = 2 if m.group(2) is not None else 3 if m.group(3) is not None else 4
             s, t = m.span(g)
-            keyed = self._key(m.group(1))[1]
             # Resume inside the value: ``error: password=x`` holds a pair in the value of another.
             pos = s if s > m.start() else m.end()
-            if not keyed:
-                continue
-            value = text[s:t].rstrip()
-            # An unquoted value runs to the next delimiter; when the whole of it is not
-            # a value of the type, its first word may be (``password=x (retrying)``).
-            options = [value]
-            if g == 4:
-                words = value.split(" ")
-                for n in range(min(4, len(words) - 1), 0, -1):
-                    options.append(" ".join(words[:n]).rstrip(",;"))
-            for r in keyed:
-                for v in options:
-                    sc = r.check_value(v)
-                    if sc >= threshold:
-                        cands.append((sc, s, s + len(v), r, text))
-                        break
+            self._pair(text, m.group(1), s, t, g == 4, cands)
 
-    def _resolve(self, cands: list[tuple[float, int, int, Recognizer, str]]) -> tuple[Match, ...]:
+    def _scan_pairs_at(self, text: str, ends: list[int], cands: list[_Cand]) -> None:
+        """The pairs whose ``[:=]`` ends just before each offset of ``ends`` (from the prefilter)."""
+        for e in sorted(set(ends)):
+            c = e - 1
+            if c <= 0 or c >= len(text) or text[c] not in ":=":
+                continue
+            km = _KV_KEY_BEFORE.match(text[max(0, c - 70) : c][::-1])
+            if km is None:
+                continue
+            key = km.group(1)[::-1]
+            k = 0
+            while k < len(key) and not (key[k].isalpha() or key[k] == "_"):
+                k += 1
+            key = key[k:]
+            if not key:
+                continue
+            vm = _KV_VALUE_AT.match(text, e)
+            if vm is None:
+                continue
+            g = 1 if vm.group(1) is not None else 2 if vm.group(2) is not None else 3
+            s, t = vm.span(g)
+            self._pair(text, key, s, t, g == 3, cands)
+
+    def _resolve(self, cands: list[_Cand]) -> tuple[Match, ...]:
+        """Non-overlapping detections from candidates, best score (then longest) first."""
         cands.sort(key=lambda c: (-c[0], c[1] - c[2]))
-        kept: list[tuple[float, int, int, Recognizer, str]] = []
+        kept: list[_Cand] = []
         for c in cands:
             if all(c[2] <= k[1] or c[1] >= k[2] for k in kept):
                 kept.append(c)
@@ -466,8 +718,8 @@ class SensitiveDataScanner:
         Equal values give equal hashes on one install, so they can be correlated
         across spans without keeping the value.
         """
-        msg = f"{entity}\x1f{normalized}".encode()
-        return hmac.new(self.secret, msg, sha256).hexdigest()[:16]
+        msg = f"{entity}\x1f{normalized}".encode("utf-8", "surrogatepass")
+        return hmac.digest(self.secret, msg, "sha256")[:8].hex()
 
     def types(self) -> list[tuple[str, str, str, tuple[str, ...]]]:
         """(type, category, description, compliance) of every recognizer, once per type."""

@@ -31,13 +31,22 @@ class JwtRecognizer(Recognizer):
     )
     CONTEXT = ("token", "jwt", "bearer", "authorization")
 
+    def __init__(self) -> None:
+        self._last: tuple[str, tuple[dict, dict] | None] = ("", None)
+
     def _parts(self, text: str) -> tuple[dict, dict] | None:
+        # validate() then mask() decode the same token: remember the last one.
+        if self._last[0] == text:
+            return self._last[1]
+        parts: tuple[dict, dict] | None
         try:
             header = jwt.get_unverified_header(text)
             claims = jwt.decode(text, options={"verify_signature": False})
+            parts = (header, claims)
         except jwt.PyJWTError:
-            return None
-        return header, claims
+            parts = None
+        self._last = (text, parts)
+        return parts
 
     def validate(self, text: str) -> bool | None:
         return self._parts(text) is not None
@@ -188,7 +197,7 @@ class GenericSecretRecognizer(Recognizer):
     DESCRIPTION = "high-entropy secret (key context)"
     KEYS = (
         r"secret|token|api_?key|apikey|access_?key|private_?key|credential|auth|"
-        r"signature|session_?(?:id|key)|\bsid\b|x-api|\bkey\b|_key$|-key$"
+        r"signature|session_?(?:id|key|token)|\bsession\b|sessionid|\bsid\b|x-api|\bkey\b|_key$|-key$"
     )
     NOT_KEYS = r"token_?type|expires|_count|length|public|key_?id$|tokens_|\bauthor\b|keyword|monkey|turkey|hockey"
     VALUE = r"[A-Za-z0-9_+/=.:~-]{16,512}"

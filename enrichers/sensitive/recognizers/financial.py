@@ -16,6 +16,7 @@ from enrichers.sensitive.recognizer import (
     Pattern,
     Recognizer,
     digits,
+    in_dash_chain,
     mask_digits,
     mask_keep,
 )
@@ -67,6 +68,10 @@ class CreditCardRecognizer(Recognizer):
         Pattern("bare", r"\b[2-6]\d{11,18}\b", 0.2),
     )
     CONTEXT = ("card", "credit", "pan", "visa", "mastercard", "amex", "cc", "payment")
+    REJECT_AROUND = True
+
+    def rejected_by_surroundings(self, text: str, start: int, end: int) -> bool:
+        return in_dash_chain(text, start, end)
 
     def validate(self, text: str) -> bool | None:
         d = digits(text)

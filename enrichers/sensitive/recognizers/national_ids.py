@@ -8,7 +8,15 @@ from stdnum.ca import sin
 from stdnum.es import dni, nie
 from stdnum.in_ import aadhaar, pan
 
-from enrichers.sensitive.recognizer import GDPR, Pattern, Recognizer, digits, mask_digits, mask_keep
+from enrichers.sensitive.recognizer import (
+    GDPR,
+    Pattern,
+    Recognizer,
+    digits,
+    in_dash_chain,
+    mask_digits,
+    mask_keep,
+)
 
 
 class UkNinoRecognizer(Recognizer):
@@ -76,6 +84,10 @@ class InAadhaarRecognizer(Recognizer):
         Pattern("bare", r"\b[2-9]\d{11}\b", 0.05, validated=0.4),
     )
     CONTEXT = ("aadhaar", "aadhar", "uid", "uidai")
+    REJECT_AROUND = True
+
+    def rejected_by_surroundings(self, text: str, start: int, end: int) -> bool:
+        return in_dash_chain(text, start, end)
     KEYS = r"aadh?aar|uidai"
     VALUE = r"\d{4}[- ]?\d{4}[- ]?\d{4}"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 
 from stdnum import imei, mac
 
@@ -11,6 +12,9 @@ from enrichers.sensitive.recognizer import GDPR, NETWORK, Pattern, Recognizer, d
 
 _V4 = r"\b(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\b"
 _V6 = r"(?:\b[0-9A-Fa-f]{1,4}|::?)(?::{1,2}[0-9A-Fa-f]{1,4}){2,7}(?:::)?"
+
+
+_PRODUCT_TOKEN = re.compile(r"(?:^|(?<=[\s(;,]))[A-Za-z][A-Za-z0-9_.-]*/\Z")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -42,7 +46,10 @@ class IpAddressRecognizer(Recognizer):
         if len(after) == 2 and after[0] in "-_+" and after[1].isalpha():
             return True
         before = text[max(0, start - 9) : start].lower()
-        return before.endswith(("v", "version ", "version=", "ver ", "build "))
+        if before.endswith(("v", "version ", "version=", "ver ", "build ")):
+            return True
+        # Product/version tokens of user agents: Chrome/120.0.0.0, AppleWebKit/537.36.
+        return _PRODUCT_TOKEN.search(text, max(0, start - 40), start) is not None
 
     def validate(self, text: str) -> bool | None:
         ip = _ip(text)

@@ -41,3 +41,11 @@ def test_table_from_stdin_and_list_types() -> None:
 def test_missing_file_is_one_sentence() -> None:
     p = detect("/nonexistent/file.txt")
     assert p.returncode == 2 and "Traceback" not in p.stderr and "/nonexistent/file.txt" in p.stderr
+
+
+def test_list_types_into_a_closed_pipe_is_quiet() -> None:
+    # ``apiward detect --list-types | head -1``: the reader leaves after one line.
+    p = subprocess.run(f"{sys.executable} -m agent.cli detect --list-types | head -1", shell=True, text=True,
+                       capture_output=True, cwd=ROOT, timeout=120)
+    assert p.stdout.startswith("TYPE") and p.stdout.count("\n") == 1
+    assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr, p.stderr

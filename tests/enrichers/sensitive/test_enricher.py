@@ -113,3 +113,34 @@ def test_redact_span_actions(tmp_path: Path) -> None:
     assert a["app.secret_note"] == ["ok", "ssn ***-**-4399"]
     assert "app.password" not in a
     assert red.http is not None and "jane" not in red.http.query
+
+
+def test_batch_scan_matches_per_value_scan_and_caches(tmp_path: Path) -> None:
+    from enrichers.sensitive.scanner import SensitiveDataScanner
+
+    texts = [("card 4111 1111 1111 1111", ""), ("nothing to see", ""), ("536904399", "customer.ssn"),
+             ("app.password=Hunter22! (retry)", ""), ("résumé of jane@example.org", ""),
+             ("email=jane%40example.org&card=4111+1111+1111+1111", ""), ("/api/v1/orders/1234", "url.path")]
+    batch = SensitiveDataScanner(secret=b"k" * 32)
+    single = SensitiveDataScanner(secret=b"k" * 32)
+    many = batch.scan_many(texts)
+    assert many == [single.scan(t, k) for t, k in texts]
+    assert batch.scan_many(texts, cache=False) == many
+    assert {m.type for m in many[5]} == {"EMAIL_ADDRESS", "CREDIT_CARD"}
+
+
+def test_private_peer_addresses_are_skipped_but_public_ones_found(tmp_path: Path) -> None:
+    a = span(SpanKind.SERVER, {"http.request.method": "GET", "url.path": "/x", "network.peer.address": "10.1.2.3",
+                               "client.address": "8.8.8.8"})
+    state, _ = run(tmp_path, a)
+    dets = state.batch.sensitive["b" * 16]
+    assert [(d.type, d.where) for d in dets] == [("IP_ADDRESS", "client.address")]
+
+
+def test_route_of_an_untemplated_path_holds_no_detected_value(tmp_path: Path) -> None:
+    s = span(SpanKind.SERVER, {"http.request.method": "GET", "url.scheme": "http", "server.address": "shop.example.com",
+                               "url.path": "/users/jane.doe@example.org/reset"})
+    state, findings = run(tmp_path, s)
+    assert findings and all("jane.doe" not in repr(f) for f in findings)
+    facts: SensitiveFacts = state.parts["sensitive"]
+    assert "jane.doe" not in repr(facts.snapshot())
