@@ -13,11 +13,11 @@ from enrichers.abuse.findings import FindingSink
 from enrichers.abuse.settings import AbuseSettings
 from enrichers.abuse.windows import WindowFrame
 
-_CRED_PARAM = re.compile(
-    r"^(password|passwd|pwd|pass|passphrase|secret|client_secret|token|access_token|id_token|refresh_token"
-    r"|auth|auth_token|authtoken|api_key|apikey|api-key|x-api-key|session|sessionid|session_id|jwt|private_key)$",
-    re.I,
+CRED_PARAM_NAMES = (
+    r"password|passwd|pwd|pass|passphrase|secret|client_secret|token|access_token|id_token|refresh_token"
+    r"|auth|auth_token|authtoken|api_key|apikey|api-key|x-api-key|session|sessionid|session_id|jwt|private_key"
 )
+_CRED_PARAM = re.compile(f"^({CRED_PARAM_NAMES})$", re.I)
 
 
 def check_url(req: Request, sink: FindingSink) -> None:

@@ -53,9 +53,9 @@ class RotatingSketch:
         self.prev: DDSketch | None = None
         self.added = 0
 
-    def add(self, value: float) -> None:
-        self.cur.add(max(value, 0.0))
-        self.added += 1
+    def add(self, value: float, weight: float = 1.0) -> None:
+        self.cur.add(max(value, 0.0), weight)
+        self.added += int(weight)
 
     def rotate(self) -> None:
         self.prev = self.cur
@@ -214,6 +214,14 @@ class AbuseState:
         self.traces = TraceBuffer(self.settings.max_traces, int(self.settings.trace_ttl_seconds * 1e9))
         self.windows_closed = 0
         self.rows_dropped = 0
+        self.transient()
+
+    def transient(self) -> None:
+        """Per-endpoint shortcuts into the maps above for the per-span path (not persisted;
+        keyed by the enricher's cached endpoint objects, rebuilt when they are)."""
+        self.route_of: dict[Any, RouteAccess] = {}
+        self.versions_of: dict[Any, dict[int, int]] = {}
+        self.headers_seen: set[Any] = set()
 
     # ------------------------------------------------------------------ access
     def endpoint(self, key: str, service: str, method: str, route: str, ts: int) -> EndpointBaseline:
@@ -272,6 +280,7 @@ class AbuseState:
     def restore(self, data: Any) -> None:
         if not isinstance(data, dict) or data.get("version") != 1:
             return
+        self.transient()
         self.watermark_ns = int(data.get("watermark_ns", 0))
         self.closed_upto = int(data.get("closed_upto", -1))
         self.endpoints = {k: EndpointBaseline.load(v) for k, v in (data.get("endpoints") or {}).items()}

@@ -15,7 +15,11 @@ AUTOMATED = frozenset({"tool", "headless", "scanner", "none"})
 
 
 def on_window(w: WindowFrame, sink: FindingSink, s: AbuseSettings, eps: dict[str, EndpointRef]) -> None:
-    cand = w.cl[w.cl["n"] >= s.flow_burst_min]
+    flows = [k for k in w.ep.index if (r := eps.get(str(k))) is not None and r.info.flow]
+    if not flows:
+        return
+    cl = w.cl
+    cand = cl[(cl["n"] >= s.flow_burst_min) & cl.index.get_level_values(0).isin(flows)]
     if cand.empty:
         return
     ts_col = w.df["ts"].to_numpy()

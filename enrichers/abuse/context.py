@@ -9,9 +9,13 @@ from enrichers.abuse.identity import Principal
 from enrichers.abuse.routes import RouteInfo
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class EndpointRef:
-    """An endpoint key with its parts and route facts (cached per endpoint)."""
+    """An endpoint key with its parts and route facts (cached per endpoint).
+
+    One object per endpoint, so it hashes by identity: a cheap dict key and
+    row value.
+    """
 
     key: str
     service: str

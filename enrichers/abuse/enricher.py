@@ -15,12 +15,13 @@ traffic goes quiet, :meth:`flush` closes them all (end of a replay).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from agent.model import Endpoint, Finding, NodeKind, Span, SpanKind
+from agent.model import Finding, NodeKind, Span, SpanKind
 from enrichers.abuse import (
     anomalies,
     authn,
@@ -37,10 +38,10 @@ from enrichers.abuse import (
 from enrichers.abuse.baselines import AbuseState
 from enrichers.abuse.context import EndpointRef, Request
 from enrichers.abuse.findings import FindingSink
-from enrichers.abuse.identity import Identifier, ua_class
-from enrichers.abuse.properties import MassAssignmentCheck
-from enrichers.abuse.routes import RouteInfo, object_id, route_info, template_path
-from enrichers.abuse.rows import Rows
+from enrichers.abuse.identity import Identifier
+from enrichers.abuse.properties import WRITE_METHODS, MassAssignmentCheck
+from enrichers.abuse.routes import RouteInfo, object_id, path_user, route_info, template_path
+from enrichers.abuse.rows import CHUNK, ROW, Rows
 from enrichers.abuse.settings import AbuseSettings
 from enrichers.abuse.windows import build_frame, update_baselines
 from enrichers.base import Enricher
@@ -54,6 +55,15 @@ _OUT_KINDS = frozenset({SpanKind.CLIENT, SpanKind.PRODUCER})
 _CALLER_KINDS = frozenset({NodeKind.SERVICE, NodeKind.FUNCTION})
 _DEFAULT_INTERNAL = (".local", ".internal", ".svc", ".cluster.local", "localhost")
 _EDGE_INFO = route_info("")
+#: One scan of the raw query string that every query-string check needs to match before
+#: the string is parsed: credential, URL/host and page-size parameter names, URL values,
+#: and the characters and words injection payloads are made of (raw or percent-encoded).
+_SUSPICIOUS_QUERY = re.compile(
+    r"(?:^|&)(?:" + authn.CRED_PARAM_NAMES + "|" + "|".join(sorted(ssrf.HOST_PARAMS)) + r")="
+    r"|=(?:\s|\+|%20)*(?:(?:https?|ftp|gopher|file)(?::|%3a)|//|%2f%2f)"
+    r"|['\x3b{<$]|%27|%3b|%7b|%24|%3c|%[4-7][0-9a-f]|\.\.|%2e|union|sleep|benchmark|waitfor",
+    re.I,
+)
 
 
 class AbuseEnricher(Enricher):
@@ -70,7 +80,13 @@ class AbuseEnricher(Enricher):
         self._identifier: Identifier | None = None
         self._foreign = bola.ForeignObjectTracker()
         self._mass = MassAssignmentCheck()
-        self._open_rows = 0
+        self._refs: dict[tuple[str, str, str], EndpointRef] = {}
+        # Page sizes above the limit have at least as many digits as limit + 1.
+        digits = len(str(self.settings.max_page_size + 1))
+        self._suspicious = re.compile(
+            _SUSPICIOUS_QUERY.pattern + r"|(?:^|&)(?:" + resources.PAGE_PARAM_NAMES + rf")=\d{{{digits}}}", re.I
+        )
+        self._edges: dict[tuple[str, str], tuple[EndpointRef, bool]] = {}
         self._last_rows_wall = 0.0
 
     # ------------------------------------------------------------------ helpers
@@ -86,45 +102,50 @@ class AbuseEnricher(Enricher):
             info = self._infos[route] = route_info(route)
         return info
 
-    def _endpoint(self, span: Span, ep: Endpoint | None) -> EndpointRef:
-        http = span.http
-        assert http is not None
-        if ep is not None:
-            service, method, route = ep.service, ep.method, ep.route
-        else:
-            # FALLBACK while no inventory enricher published an Endpoint for this span.
-            service, method = span.service, http.method or "?"
-            route = http.route or template_path(http.path)
+    def _endpoint(self, service: str, method: str, route: str) -> EndpointRef:
         key = f"{service} {method} {route}"
         ref = self._eps.get(key)
         if ref is None:
             if len(self._eps) > 50_000:
-                self._eps.clear()
+                self._forget_endpoints()
             ref = self._eps[key] = EndpointRef(key, service, method, route, self._info(route))
+        self._refs[(service, method, route)] = ref
         return ref
 
-    def _edge(self, service: str, host: str) -> EndpointRef:
+    def _edge(self, service: str, host: str) -> tuple[EndpointRef, bool]:
+        """The call-graph edge ``service -> host`` and whether the host is external."""
         key = f"edge:{service}->{host}"
         ref = self._eps.get(key)
         if ref is None:
+            if len(self._eps) > 50_000:
+                self._forget_endpoints()
             ref = self._eps[key] = EndpointRef(key, service, "", "", _EDGE_INFO, edge_server=host)
-        return ref
+        return ref, unsafe_consumption.is_external_host(host, self.internal_domains)
 
-    def _rows(self, st: AbuseState, ts: int) -> Rows | None:
-        win = ts // self.settings.window_ns
-        if win <= st.closed_upto:
+    def _forget_endpoints(self) -> None:
+        # Bounded caches: open windows resolve their endpoint keys through _eps, so a
+        # window that straddles this loses its window findings once (counted nowhere).
+        self._eps.clear()
+        self._refs.clear()
+        self._edges.clear()
+
+    def _rows(self, st: AbuseState, ts: int) -> tuple[list[ROW], int, int]:
+        """The open window's row list for span time ``ts`` and the span-time range it takes
+        without another lookup (empty for a late span)."""
+        wn = self.settings.window_ns
+        win = ts // wn
+        late = win <= st.closed_upto
+        if late:
             win = st.closed_upto + 1  # late span: counted in the oldest open window
         rows = st.rows.get(win)
         if rows is None:
             rows = st.rows[win] = Rows()
-        if self._open_rows >= self.settings.max_rows:
-            st.rows_dropped += 1  # counted; the batch end evaluates the open windows early
-            return None
-        self._open_rows += 1
-        return rows
+        if late:
+            return rows.items, 0, 0
+        return rows.items, win * wn, (win + 1) * wn
 
     # ------------------------------------------------------------------ process
-    def process(self, batch: Sequence[Span], state: State) -> Iterable[Finding]:
+    def process(self, batch: Sequence[Span], state: State) -> Iterable[Finding]:  # noqa: C901 - the hot loop, inlined
         st = self.state(state)
         s = self.settings
         if self._identifier is None:
@@ -141,81 +162,134 @@ class AbuseEnricher(Enricher):
                 server_kinds[c.client_span.span_id] = c.server_kind
         wm = st.watermark_ns
         large = s.large_response_bytes
-        clients = st.clients
+        refs = self._refs
+        edges = self._edges
+        route_of = st.route_of
+        versions_of = st.versions_of
+        headers_seen = st.headers_seen
+        suspicious = self._suspicious.search
+        items: list[ROW] = []
+        lo = hi = 0
         for span in batch:
             http = span.http
             if http is None:
-                if span.db is not None and span.db.statement:
+                db = span.db
+                if db is not None and db.statement:
                     unsafe_consumption.on_db(span, st, sink)
                 continue
             kind = span.kind
             ts = span.start_ns
+            if not lo <= ts < hi:
+                items, lo, hi = self._rows(st, ts)
             if kind in _OUT_KINDS:
-                host = ssrf.outbound_host(span)
-                if host:
-                    ssrf.on_outbound(span, host, st, sink)
-                    if http.scheme == "http" or http.url.startswith("http://"):
+                host = http.server_address
+                if not host:
+                    host = ssrf.outbound_host(span)
+                    if not host:
+                        continue
+                edge = edges.get((span.service, host))
+                if edge is None:
+                    edge = edges[(span.service, host)] = self._edge(span.service, host.lower())
+                eref, external = edge
+                ssrf.on_outbound(span, eref.edge_server, st, sink)
+                if http.scheme == "http" or http.url.startswith("http://"):
+                    sk = server_kinds.get(span.span_id) if server_kinds else None
+                    if sk is NodeKind.EXTERNAL or (sk is None and external):
                         unsafe_consumption.check_plaintext_third_party(
-                            span, host, server_kinds.get(span.span_id), self.internal_domains, sink
+                            span, eref.edge_server, sk, self.internal_domains, sink
                         )
-                    rows = self._rows(st, ts)
-                    if rows is not None:
-                        size = http.response_body_size
-                        rows.append(
-                            ts, self._edge(span.service, host).key, "", http.status_code,
-                            span.duration_ns / 1e6, -1 if size is None else size, "", "", "", -1, span.trace_id,
-                        )
+                items.append((ts, span.end_ns, eref.key, "", http.status_code, http.response_body_size, "",
+                               "", -1, span.trace_id))
                 continue
             if kind not in _SERVER_KINDS:
                 continue
             if ts > wm:
                 wm = ts
-            ref = self._endpoint(span, endpoints.get(span.span_id))
+            ep = endpoints.get(span.span_id) if endpoints else None
+            if ep is not None:
+                rk = (ep.service, ep.method, ep.route)
+            else:
+                # FALLBACK while no inventory enricher published an Endpoint for this span.
+                rk = (span.service, http.method or "?", http.route or template_path(http.path))
+            ref = refs.get(rk)
+            if ref is None:
+                ref = self._endpoint(*rk)
             info = ref.info
-            who = ident.identify(span, http, callers.get(span.span_id, ""))
+            who = ident.identify(span, http, callers.get(span.span_id, "") if callers else "")
             status = http.status_code
             size = http.response_body_size
-            rows = self._rows(st, ts)
-            if rows is not None:
-                rows.append(
-                    ts, ref.key, who.client, status, span.duration_ns / 1e6, -1 if size is None else size,
-                    object_id(info, http.path) if info.params else "", http.path, ua_class(http.user_agent),
-                    -1 if who.has_credentials is None else int(who.has_credentials), span.trace_id,
-                )
-            clients[who.client] = ts
-            req = Request(span, http, ref, who, ts, status)
-            if http.query:
-                req.params = parse_qsl(http.query)
+            items.append((ts, span.end_ns, ref.key, who.client, status, size,
+                          object_id(info, http.path) if info.params else "", who.uac, who.auth, span.trace_id))
+            # Per-request checks, each behind a cheap precondition; the Request is built
+            # only for the few spans that reach one.
+            req: Request | None = None
+            query = http.query
+            if query and suspicious(query):
+                req = Request(span, http, ref, who, ts, status)
+                req.params = parse_qsl(query)
                 if req.params:
                     authn.check_url(req, sink)
                     resources.check_page_size(req, sink, s)
                     ssrf.on_request(req, st, sink)
                     unsafe_consumption.on_request(req, st, sink)
             elif "@" in http.url:
+                req = Request(span, http, ref, who, ts, status)
                 authn.check_url(req, sink)
-            if status >= 500 or (status >= 400 and http.response_body):
+            if status >= 400 and (status >= 500 or http.response_body):
+                req = req or Request(span, http, ref, who, ts, status)
                 misconfig.check_error(req, sink)
             if info.debug:
+                req = req or Request(span, http, ref, who, ts, status)
                 misconfig.check_debug(req, sink)
-            if http.response_headers:
+            rh = http.response_headers
+            if rh and ("access-control-allow-credentials" in rh or ref not in headers_seen):
+                if 200 <= status < 300:
+                    headers_seen.add(ref)
+                req = req or Request(span, http, ref, who, ts, status)
                 misconfig.check_headers(req, st, sink)
-            if http.scheme == "http":
+            if who.public and http.scheme == "http":
+                req = req or Request(span, http, ref, who, ts, status)
                 misconfig.check_plaintext(req, sink)
-            if http.request_body:
+            if http.request_body and http.method in WRITE_METHODS:
+                req = req or Request(span, http, ref, who, ts, status)
                 self._mass.check(req, sink)
             if size is not None and size >= large:
+                req = req or Request(span, http, ref, who, ts, status)
                 resources.check_size(req, st, sink, s)
-            if info.user_param >= 0 and who.principal:
-                self._foreign.check(req, sink, s)
+            if info.user_param >= 0 and who.principal and 200 <= status < 300:
+                named = path_user(info, http.path)
+                if named and named != who.principal:
+                    req = req or Request(span, http, ref, who, ts, status)
+                    self._foreign.check(req, sink, s)
             if info.admin and not info.debug:
+                req = req or Request(span, http, ref, who, ts, status)
                 function_authz.check_admin(req, st, sink, s)
             if info.params:
-                function_authz.check_methods(req, st, sink, s)
+                if ref.method in function_authz.READ_METHODS:
+                    ra = route_of.get(ref)
+                    if ra is None:
+                        ra = function_authz.route_access(st, ref, ts)
+                    ra.readers[who.client] = ts
+                elif ref.method in function_authz.ESCALATION_METHODS:
+                    req = req or Request(span, http, ref, who, ts, status)
+                    function_authz.check_methods(req, st, sink, s)
             if info.version:
-                versions.check(req, st, sink)
+                vs = versions_of.get(ref)
+                if vs is None:
+                    vs = versions.versions_of(st, ref)
+                if vs is not None:
+                    vs[info.version] = ts
+                    if len(vs) > 1 and info.version < max(vs):
+                        req = req or Request(span, http, ref, who, ts, status)
+                        versions.check(req, st, sink)
         st.watermark_ns = wm
         self._last_rows_wall = time.monotonic()
-        if self._open_rows >= s.max_rows:
+        open_rows = 0
+        for rows in st.rows.values():
+            if len(rows.items) >= CHUNK:
+                rows.compact()
+            open_rows += len(rows)
+        if open_rows >= s.max_rows:
             # Span time stands still (stale or repeated timestamps): evaluate what is open
             # rather than hold an unbounded pile of rows.
             self._close(st, sink, None)
@@ -234,12 +308,9 @@ class AbuseEnricher(Enricher):
             if last is not None and idx > last:
                 break
             rows = st.rows.pop(idx)
-            self._open_rows -= len(rows)
             st.closed_upto = max(st.closed_upto, idx)
             if len(rows):
                 self._window(idx, rows, st, sink)
-        if not st.rows:
-            self._open_rows = 0
 
     def _window(self, idx: int, rows: Rows, st: AbuseState, sink: FindingSink) -> None:
         s = self.settings
@@ -255,6 +326,8 @@ class AbuseEnricher(Enricher):
         business_flows.on_window(w, sink, s, eps)
         anomalies.on_window(w, st, sink, s, eps)
         update_baselines(w, st)
+        cc = w.cc
+        st.clients.update(zip(cc.index, cc["tmax"].tolist(), strict=True))
         self._foreign.clear()
         st.windows_closed += 1
         st.traces.expire(w.end_ns)

@@ -37,7 +37,10 @@ def on_window(
             sink.hit(
                 rules.ENDPOINT_FLOOD, ref.subject(), first_ns=int(row["tmin"]), last_ns=int(row["tmax"]),
                 count=n, confidence=min(0.99, 0.6 + 0.05 * n / max(base.mean, 1.0)),
-                explanation=f"{n} requests in {ws:g}s from {int(row['clients'])} clients; usually {base.mean:.0f}",
+                explanation=(
+                    f"{n} calls to {ref.edge_server} in {ws:g}s; usually {base.mean:.0f}" if ref.edge_server else
+                    f"{n} requests in {ws:g}s from {int(row['clients'])} clients; usually {base.mean:.0f}"
+                ),
                 evidence={"baseline_per_window": round(base.mean, 1), "baseline_deviation": round(base.dev, 1),
                           "observed_per_window": n, "distinct_clients": int(row["clients"]), "window_seconds": ws},
                 trace_ids=w.traces(w.ep_pos[key]),
@@ -82,20 +85,19 @@ def on_window(
             evidence={"user_agent_class": str(row["uac"]), "observed_per_window": int(row["n"])},
             trace_ids=w.traces(w.cc_pos[client]),
         )
-    ts_col = w.df["ts"].to_numpy()
-    for client, row in cc[(cc["n"] >= s.metronome_min_requests) & (cc["uac"] != "probe")].iterrows():
+    regular = cc[(cc["n"] >= s.metronome_min_requests) & (cc["uac"] != "probe") & (cc["cv"] <= s.metronome_max_cv)]
+    for client, row in regular.iterrows():
         if client in skip_clients:
             continue
-        cv = cadence_cv(ts_col[w.cc_pos[client]])
-        if cv is not None and cv <= s.metronome_max_cv:
-            sink.hit(
-                rules.METRONOME, Subject(client=str(client), detail="cadence"), first_ns=int(row["tmin"]),
-                last_ns=int(row["tmax"]), count=int(row["n"]), confidence=0.85,
-                explanation=f"{client} sent {int(row['n'])} requests at machine-regular intervals (cv {cv:.3f})",
-                evidence={"interarrival_cv": round(cv, 4), "baseline_max_cv": s.metronome_max_cv,
-                          "observed_per_window": int(row["n"])},
-                trace_ids=w.traces(w.cc_pos[client]),
-            )
+        cv = float(row["cv"])
+        sink.hit(
+            rules.METRONOME, Subject(client=str(client), detail="cadence"), first_ns=int(row["tmin"]),
+            last_ns=int(row["tmax"]), count=int(row["n"]), confidence=0.85,
+            explanation=f"{client} sent {int(row['n'])} requests at machine-regular intervals (cv {cv:.3f})",
+            evidence={"interarrival_cv": round(cv, 4), "baseline_max_cv": s.metronome_max_cv,
+                      "observed_per_window": int(row["n"])},
+            trace_ids=w.traces(w.cc_pos[client]),
+        )
     for client, row in cc[cc["paths"] >= s.scraping_min_distinct].iterrows():
         if client in skip_clients or row["ok"] < 0.8 * row["n"]:
             continue

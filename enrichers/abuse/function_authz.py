@@ -7,7 +7,7 @@ from __future__ import annotations
 from agent.model import Severity
 from enrichers.abuse import rules
 from enrichers.abuse.baselines import AbuseState, AdminAccess, RouteAccess
-from enrichers.abuse.context import Request
+from enrichers.abuse.context import EndpointRef, Request
 from enrichers.abuse.findings import FindingSink
 from enrichers.abuse.identity import ua_class
 from enrichers.abuse.settings import AbuseSettings
@@ -41,13 +41,25 @@ def check_admin(req: Request, st: AbuseState, sink: FindingSink, s: AbuseSetting
     a.callers[client] = req.ts
 
 
-def check_methods(req: Request, st: AbuseState, sink: FindingSink, s: AbuseSettings) -> None:
-    ep = req.ep
-    method = ep.method
+def route_access(st: AbuseState, ep: EndpointRef, ts: int) -> RouteAccess:
+    """Who reads and writes ``ep``'s route (service + template, any method)."""
+    r = st.route_of.get(ep)
+    if r is not None:
+        return r
     rkey = ep.service + " " + ep.route
     r = st.routes.get(rkey)
     if r is None:
-        r = st.routes[rkey] = RouteAccess(first_ns=req.ts)
+        r = st.routes[rkey] = RouteAccess(first_ns=ts)
+    if len(st.route_of) > 50_000:
+        st.route_of.clear()
+    st.route_of[ep] = r
+    return r
+
+
+def check_methods(req: Request, st: AbuseState, sink: FindingSink, s: AbuseSettings) -> None:
+    ep = req.ep
+    method = ep.method
+    r = route_access(st, ep, req.ts)
     client = req.client
     if method in READ_METHODS:
         r.readers[client] = req.ts

@@ -33,14 +33,25 @@ _SCANNER_MARKS = ("sqlmap", "nikto", "nuclei", "masscan", "zgrab", "gobuster", "
 _PROBE_MARKS = ("kube-probe", "elb-healthchecker", "googlehc", "health", "uptime", "pingdom")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Principal:
-    """The client label and what the request carried."""
+    """The client label and what the request carried.
+
+    Cached per distinct identity (one object per client address, user agent,
+    credential and caller), so it compares and hashes by identity: cheap as a
+    dict key and as a column value grouped once per window.
+    """
 
     client: str
     principal: str
     has_credentials: bool | None
     token_hash: str
+    #: :func:`ua_class` of the user agent.
+    uac: str = "none"
+    #: ``has_credentials`` as a row value: 1, 0, or -1 when no headers were captured.
+    auth: int = -1
+    #: The client address is a public one.
+    public: bool = False
 
 
 def keyed_hash(secret: bytes, value: str, n: int = 12) -> str:
@@ -97,18 +108,58 @@ def _jwt_sub(token: str) -> str:
     return str(sub) if sub else ""
 
 
+_API_KEY_HEADERS = tuple(API_KEY_HEADERS)
+#: Distinct identities kept in the cache before it starts over (bounded memory).
+MAX_CACHED = 50_000
+
+
 class Identifier:
-    """Turns a span into a :class:`Principal`; caches JWT subjects by token hash."""
+    """Turns a span into a :class:`Principal`.
+
+    The work (keyed hashes, JWT decoding, user-agent class) is done once per
+    distinct identity: :meth:`identify` looks the span's identity facts up in a
+    bounded cache first, so a busy client costs a few dict lookups per span.
+    """
 
     def __init__(self, secret: bytes) -> None:
         self.secret = secret
         self._subs: dict[str, str] = {}
+        self._cache: dict[tuple[object, ...], Principal] = {}
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def identify(self, span: Span, http: HttpView, caller: str = "") -> Principal:
+        """The (cached) :class:`Principal` of a server span."""
+        h = http.request_headers
+        if h:
+            cred = h.get("authorization")
+            if cred:
+                key: tuple[object, ...] = (1, cred, span.enduser_id, caller, http.client_address, http.user_agent)
+            else:
+                name = "cookie"
+                for k in _API_KEY_HEADERS:
+                    cred = h.get(k)
+                    if cred:
+                        name = k
+                        break
+                else:
+                    cred = h.get("cookie") or ""
+                key = (name, cred, span.enduser_id, caller, http.client_address, http.user_agent)
+        else:
+            key = (0, span.enduser_id, caller, http.client_address, http.user_agent)
+        who = self._cache.get(key)
+        if who is None:
+            if len(self._cache) >= MAX_CACHED:
+                self._cache.clear()
+            who = self._cache[key] = self._identify(span, http, caller)
+        return who
 
     def _user(self, uid: str) -> str:
         # E-mail addresses as user ids are personal data: keep a keyed hash only.
         return "user:#" + keyed_hash(self.secret, uid) if "@" in uid else "user:" + uid
 
-    def identify(self, span: Span, http: HttpView, caller: str = "") -> Principal:
+    def _identify(self, span: Span, http: HttpView, caller: str = "") -> Principal:
         h = http.request_headers
         token_hash = ""
         principal = ""
@@ -156,4 +207,8 @@ class Identifier:
             client = "ua:" + keyed_hash(self.secret, http.user_agent, 8)
         else:
             client = "anonymous"
-        return Principal(client=client, principal=principal, has_credentials=has, token_hash=token_hash)
+        return Principal(
+            client=client, principal=principal, has_credentials=has, token_hash=token_hash,
+            uac=ua_class(http.user_agent), auth=-1 if has is None else int(has),
+            public=is_public_ip(http.client_address),
+        )

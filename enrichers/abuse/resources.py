@@ -12,7 +12,8 @@ from enrichers.abuse.context import Request
 from enrichers.abuse.findings import FindingSink
 from enrichers.abuse.settings import AbuseSettings
 
-_PAGE_PARAM = re.compile(r"^(\$?top|limit|page_?size|pagesize|per_?page|perpage|size|count|max|max_?results|first|take|rows|n)$", re.I)
+PAGE_PARAM_NAMES = r"\$?top|limit|page_?size|pagesize|per_?page|perpage|size|count|max|max_?results|first|take|rows|n"
+_PAGE_PARAM = re.compile(f"^({PAGE_PARAM_NAMES})$", re.I)
 
 
 def check_size(req: Request, st: AbuseState, sink: FindingSink, s: AbuseSettings) -> None:

@@ -75,8 +75,9 @@ class AbuseSettings:
     idle_client_seconds: float = 3600.0
     trace_ttl_seconds: float = 120.0
     max_traces: int = 50_000
-    #: Open-window rows; past this the open windows are evaluated early (bounded memory).
-    max_rows: int = 50_000
+    #: Open-window rows (~100 bytes each once compacted; 40k requests/s fill ~500k);
+    #: past this the open windows are evaluated early (bounded memory).
+    max_rows: int = 1_000_000
     sketch_rotate_windows: int = 360
 
     @classmethod

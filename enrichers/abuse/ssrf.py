@@ -15,7 +15,7 @@ from enrichers.abuse.context import Request
 from enrichers.abuse.findings import FindingSink
 from enrichers.abuse.traces import TraceFacts
 
-_HOST_PARAMS = frozenset({
+HOST_PARAMS = frozenset({
     "url", "uri", "host", "target", "dest", "destination", "redirect", "redirect_uri", "callback",
     "webhook", "feed", "image", "image_url", "imageurl", "link", "proxy", "fetch", "endpoint",
     "domain", "site", "src", "source", "next", "return", "returnurl", "return_url", "path", "file",
@@ -33,7 +33,7 @@ def param_host(name: str, value: str) -> str:
             return (urlsplit(v if not low.startswith("//") else "http:" + v).hostname or "").lower()
         except ValueError:
             return ""
-    if name.lower() in _HOST_PARAMS and "/" not in v and " " not in v:
+    if name.lower() in HOST_PARAMS and "/" not in v and " " not in v:
         host = low.split(":", 1)[0] if low.count(":") == 1 else low
         if "." in host or host == "localhost":
             return host

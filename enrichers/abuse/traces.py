@@ -38,8 +38,8 @@ class TraceBuffer:
         self.ttl_ns = ttl_ns
         self._cur: dict[str, TraceFacts] = {}
         self._prev: dict[str, TraceFacts] = {}
-        self._out: dict[str, list[tuple[str, str, str]]] = {}
-        self._out_prev: dict[str, list[tuple[str, str, str]]] = {}
+        self._out: dict[str, tuple[tuple[str, str, str], ...]] = {}
+        self._out_prev: dict[str, tuple[tuple[str, str, str], ...]] = {}
         self._gen_start = 0
         self.evicted = 0
 
@@ -68,12 +68,14 @@ class TraceBuffer:
             if len(f.outbound) < 32:
                 f.outbound.append(item)
             return f
-        lst = self._out.get(trace_id)
-        if lst is None:
-            self._out[trace_id] = [item]
-            self._maybe_rotate(ts)
-        elif len(lst) < 32:
-            lst.append(item)
+        # Tuples of strings, not lists: the garbage collector untracks them.
+        out = self._out.get(trace_id)
+        if out is None:
+            self._out[trace_id] = (item,)
+            if ts - self._gen_start >= self.ttl_ns or len(self._cur) + len(self._out) > self.max_traces:
+                self._maybe_rotate(ts)
+        elif len(out) < 32:
+            self._out[trace_id] = (*out, item)
         return None
 
     def _maybe_rotate(self, ts: int) -> None:

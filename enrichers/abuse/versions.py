@@ -5,26 +5,40 @@ from __future__ import annotations
 
 from enrichers.abuse import rules
 from enrichers.abuse.baselines import AbuseState
-from enrichers.abuse.context import Request
+from enrichers.abuse.context import EndpointRef, Request
 from enrichers.abuse.findings import FindingSink
 
 #: A newer version counts as existing while it was called within this span of time.
 NEWER_SEEN_NS = 7 * 24 * 3600 * 10**9
 
 
-def check(req: Request, st: AbuseState, sink: FindingSink) -> None:
-    info = req.ep.info
-    svc = st.versions.get(req.ep.service)
+def versions_of(st: AbuseState, ep: EndpointRef) -> dict[int, int] | None:
+    """Last-seen time per version of ``ep``'s unversioned route (None past the bounds)."""
+    vs = st.versions_of.get(ep)
+    if vs is not None:
+        return vs
+    svc = st.versions.get(ep.service)
     if svc is None:
         if len(st.versions) > 10_000:
-            return
-        svc = st.versions[req.ep.service] = {}
-    key = req.ep.method + " " + info.unversioned
+            return None
+        svc = st.versions[ep.service] = {}
+    key = ep.method + " " + ep.info.unversioned
     vs = svc.get(key)
     if vs is None:
         if len(svc) > 5_000:
-            return
+            return None
         vs = svc[key] = {}
+    if len(st.versions_of) > 50_000:
+        st.versions_of.clear()
+    st.versions_of[ep] = vs
+    return vs
+
+
+def check(req: Request, st: AbuseState, sink: FindingSink) -> None:
+    info = req.ep.info
+    vs = versions_of(st, req.ep)
+    if vs is None:
+        return
     vs[info.version] = req.ts
     newer = [v for v, t in vs.items() if v > info.version and req.ts - t <= NEWER_SEEN_NS]
     if not newer:
