@@ -52,6 +52,12 @@ def load_weak_secrets(path: str | Path | None = None) -> tuple[bytes, ...]:
     return tuple(dict.fromkeys(out))
 
 
+#: What OpenTelemetry writes instead of a header value listed in
+#: OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS: proof that a credential
+#: was sent, not a credential to check or compare (every sanitised one looks the same).
+SANITIZED = "[REDACTED]"
+
+
 @dataclass(frozen=True, slots=True)
 class Credential:
     """A credential seen on a request: its kind and its keyed fingerprint.
@@ -108,7 +114,7 @@ class TokenChecker:
         h = http.request_headers
         out: list[Credential] = []
         authz = h.get("authorization") or ""
-        if authz:
+        if authz and authz.strip() != SANITIZED:
             word, _, rest = authz.strip().partition(" ")
             rest = rest.strip()
             if rest:
@@ -120,7 +126,8 @@ class TokenChecker:
         for name in API_KEY_HEADERS:
             v = h.get(name)
             if v:
-                out.append(Credential("apikey", self.fingerprint(v), v))
+                if v.strip() != SANITIZED:
+                    out.append(Credential("apikey", self.fingerprint(v), v))
                 break
         return out
 

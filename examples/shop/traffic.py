@@ -131,14 +131,22 @@ def attacker_stuffing(port: int, stop: threading.Event) -> None:
     c.close()
 
 
-def attacker_flood(port: int, stop: threading.Event) -> None:
+def attacker_flood(port: int, stop: threading.Event, seconds: float = 12.0, connections: int = 2) -> None:
     """PLANTED: a flood on the orders function, which never answers 429."""
-    c = Client(port, "127.0.0.88", "Go-http-client/1.1")
     auth = {"Authorization": f"Bearer {token('user9')}"}
-    end = time.monotonic() + 20
-    while not stop.is_set() and time.monotonic() < end:
-        c.request("GET", "/api/orders/42", headers=auth)
-    c.close()
+    end = time.monotonic() + seconds
+
+    def one() -> None:
+        c = Client(port, "127.0.0.88", "Go-http-client/1.1")
+        while not stop.is_set() and time.monotonic() < end:
+            c.request("GET", "/api/orders/42", headers=auth)
+        c.close()
+
+    workers = [threading.Thread(target=one, daemon=True, name="traffic-flood") for _ in range(connections)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
 
 
 def attacker_tokens(port: int, stop: threading.Event) -> None:
@@ -165,6 +173,18 @@ def attacker_probe(port: int, stop: threading.Event, internal_url: str) -> None:
     c.close()
 
 
+def attacker_mass_assignment(port: int, stop: threading.Event) -> None:
+    """PLANTED (seen with --ebpf, which captures bodies): privileged fields in an order body."""
+    c = Client(port, "127.0.0.122", BROWSER)
+    auth = {"Authorization": f"Bearer {token('user12')}"}
+    for _ in range(3):
+        if stop.is_set():
+            break
+        c.request("POST", "/api/orders", headers=auth, body={"items": [3], "price": 0, "owner_id": 1})
+        stop.wait(0.5)
+    c.close()
+
+
 def run(port: int, stop: threading.Event, *, users: int = 6, attack_after: float = 12.0,
         internal_url: str = "http://127.0.0.3:9", external_url: str = "") -> list[threading.Thread]:
     """Start the traffic threads; they end when ``stop`` is set (or their budget ends)."""
@@ -181,8 +201,9 @@ def run(port: int, stop: threading.Event, *, users: int = 6, attack_after: float
     def attacks() -> None:
         if stop.wait(attack_after):
             return
-        for fn, extra in ((attacker_tokens, ()), (attacker_probe, (internal_url,)), (attacker_stuffing, ()),
-                          (attacker_enumerate, ()), (attacker_flood, ())):
+        # The flood comes before the enumeration, so each stands out against normal traffic.
+        for fn, extra in ((attacker_tokens, ()), (attacker_probe, (internal_url,)), (attacker_flood, ()),
+                          (attacker_stuffing, ()), (attacker_mass_assignment, ()), (attacker_enumerate, ())):
             start(fn, port, stop, *extra)
             if stop.wait(1.0):
                 return
