@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import signal
 import sys
 import threading
@@ -16,19 +15,6 @@ def register(sub: Any) -> None:
     p = sub.add_parser("run", help="run the agent (OTLP receivers, analysis, query API)")
     add_agent_arguments(p)
     p.set_defaults(func=main)
-
-
-def tune_gc() -> None:
-    """Fewer, cheaper garbage collections for a process that makes many short-lived objects.
-
-    Spans wait in the queue for a moment, so with the default thresholds most of
-    them survive a young collection and get scanned again and again by the older
-    ones. Start-up objects are frozen out of collection entirely, and the young
-    generation is allowed to grow before it is collected.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -65,7 +51,6 @@ def main(args: argparse.Namespace) -> int:
               file=sys.stderr)
         agent.stop()
         return 2
-    tune_gc()
     print(agent.listening_line(), flush=True)
     while not stop.is_set():
         stop.wait(0.5)
