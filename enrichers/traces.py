@@ -3,25 +3,48 @@
 Only structure is kept: ids, service, name, kind, timings, status, HTTP method,
 route template and status code. No attribute values, no URLs, no headers, so
 nothing sensitive can reach the screen through this store.
+
+Every span lands here, so the store keeps one plain tuple per span (a
+:data:`SpanRow`: strings, ints and a bool, which the garbage collector stops
+tracking) and builds dicts only when the query API asks.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from itertools import islice
+from typing import TYPE_CHECKING, Any, Final
 
-from agent.model import Finding, Span, StatusCode, ns_to_iso
+from agent.model import Finding, Span, SpanKind, StatusCode, ns_to_iso
 from enrichers.base import Enricher
 
 if TYPE_CHECKING:
     from agent.config import Config
     from agent.state import State
 
+#: (span_id, parent_span_id, service, name, kind, start_ns, end_ns, error,
+#:  http_method, route, status_code, source); ``kind`` is the lowercase kind name.
+SpanRow = tuple[str, str, str, str, str, int, int, bool, str, str, int, str]
+_SPAN_ID: Final = 0
+_PARENT: Final = 1
+_SERVICE: Final = 2
+_NAME: Final = 3
+_KIND: Final = 4
+_START: Final = 5
+_END: Final = 6
+_ERROR: Final = 7
+_METHOD: Final = 8
+_ROUTE: Final = 9
+_CODE: Final = 10
+_SOURCE: Final = 11
+_KIND_NAMES: dict[int, str] = {int(k): k.name.lower() for k in SpanKind}
+
 
 @dataclass(frozen=True, slots=True)
 class SpanSummary:
+    """One span of a trace, as the API shows it (built from a :data:`SpanRow` on demand)."""
+
     span_id: str
     parent_span_id: str
     service: str
@@ -35,65 +58,106 @@ class SpanSummary:
     status_code: int
     source: str
 
+    @classmethod
+    def from_row(cls, r: SpanRow) -> SpanSummary:
+        return cls(r[0], r[1], r[2], r[3], r[4], r[5], r[6], "error" if r[7] else "ok",
+                   r[8], r[9], r[10], r[11])
+
+    def row(self) -> SpanRow:
+        return (self.span_id, self.parent_span_id, self.service, self.name, self.kind,
+                self.start_ns, self.end_ns, self.status == "error", self.http_method,
+                self.route, self.status_code, self.source)
+
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "span_id": self.span_id,
-            "parent_span_id": self.parent_span_id,
-            "service": self.service,
-            "name": self.name,
-            "kind": self.kind,
-            "start_ns": self.start_ns,
-            "end_ns": self.end_ns,
-            "duration_ms": round((self.end_ns - self.start_ns) / 1e6, 3),
-            "status": self.status,
-            "http_method": self.http_method,
-            "route": self.route,
-            "status_code": self.status_code,
-            "source": self.source,
-        }
+        return _row_dict(self.row())
+
+
+def _row_dict(r: SpanRow) -> dict[str, Any]:
+    return {
+        "span_id": r[_SPAN_ID],
+        "parent_span_id": r[_PARENT],
+        "service": r[_SERVICE],
+        "name": r[_NAME],
+        "kind": r[_KIND],
+        "start_ns": r[_START],
+        "end_ns": r[_END],
+        "duration_ms": round((r[_END] - r[_START]) / 1e6, 3),
+        "status": "error" if r[_ERROR] else "ok",
+        "http_method": r[_METHOD],
+        "route": r[_ROUTE],
+        "status_code": r[_CODE],
+        "source": r[_SOURCE],
+    }
 
 
 class TraceStore:
-    """A bounded LRU of traces (by trace id), each a bounded list of summaries."""
+    """A bounded store of recent traces (by trace id), each a bounded list of span rows.
+
+    ``traces`` maps a trace id to its rows, oldest trace first; a trace that gets
+    a new span moves to the end. A trace of one span holds its row directly (no
+    list until a second span arrives). When the store holds ``max_traces`` plus a
+    slack of an eighth, the oldest are dropped down to ``max_traces`` in one go.
+    """
 
     def __init__(self, max_traces: int = 2000, max_spans_per_trace: int = 500) -> None:
         self.max_traces = max_traces
         self.max_spans = max_spans_per_trace
-        self.traces: OrderedDict[str, list[SpanSummary]] = OrderedDict()
+        self.slack = max_traces // 8
+        self.traces: dict[str, list[SpanRow] | SpanRow] = {}
 
-    def add(self, trace_id: str, s: SpanSummary) -> None:
-        spans = self.traces.get(trace_id)
-        if spans is None:
-            spans = []
-            self.traces[trace_id] = spans
-            if len(self.traces) > self.max_traces:
-                self.traces.popitem(last=False)
+    def add(self, trace_id: str, s: SpanSummary | SpanRow) -> None:
+        row = s.row() if isinstance(s, SpanSummary) else s
+        traces = self.traces
+        got = traces.pop(trace_id, None)
+        if got is None:
+            traces[trace_id] = row
+            if len(traces) > self.max_traces + self.slack:
+                self.trim()
+        elif type(got) is list:
+            traces[trace_id] = got
+            if len(got) < self.max_spans:
+                got.append(row)
         else:
-            self.traces.move_to_end(trace_id)
-        if len(spans) < self.max_spans:
-            spans.append(s)
+            traces[trace_id] = [got, row] if self.max_spans > 1 else [got]  # type: ignore[list-item]
+
+    def trim(self) -> None:
+        """Drop the oldest traces down to ``max_traces``."""
+        traces = self.traces
+        extra = len(traces) - self.max_traces
+        if extra > 0:
+            for tid in list(islice(traces, extra)):
+                del traces[tid]
+
+    def rows(self, trace_id: str) -> list[SpanRow]:
+        got = self.traces.get(trace_id)
+        if got is None:
+            return []
+        return got if type(got) is list else [got]  # type: ignore[list-item]
+
+    def spans(self, trace_id: str) -> list[SpanSummary]:
+        return [SpanSummary.from_row(r) for r in self.rows(trace_id)]
 
     @staticmethod
-    def _summary(trace_id: str, spans: list[SpanSummary]) -> dict[str, Any]:
-        ids = {s.span_id for s in spans}
-        roots = [s for s in spans if not s.parent_span_id or s.parent_span_id not in ids]
-        root = min(roots or spans, key=lambda s: s.start_ns)
-        start = min(s.start_ns for s in spans)
-        end = max(s.end_ns for s in spans)
-        error = any(s.status == "error" or s.status_code >= 500 for s in spans)
+    def _summary(trace_id: str, spans: list[SpanRow]) -> dict[str, Any]:
+        ids = {s[_SPAN_ID] for s in spans}
+        roots = [s for s in spans if not s[_PARENT] or s[_PARENT] not in ids]
+        root = min(roots or spans, key=lambda s: s[_START])
+        start = min(s[_START] for s in spans)
+        end = max(s[_END] for s in spans)
+        error = any(s[_ERROR] or s[_CODE] >= 500 for s in spans)
         return {
             "trace_id": trace_id,
-            "root_service": root.service,
-            "root_name": root.name,
-            "route": root.route,
-            "http_method": root.http_method,
-            "status_code": root.status_code,
+            "root_service": root[_SERVICE],
+            "root_name": root[_NAME],
+            "route": root[_ROUTE],
+            "http_method": root[_METHOD],
+            "status_code": root[_CODE],
             "start": ns_to_iso(start),
             "start_ns": start,
             "duration_ms": round((end - start) / 1e6, 3),
             "status": "error" if error else "ok",
             "span_count": len(spans),
-            "services": sorted({s.service for s in spans}),
+            "services": sorted({s[_SERVICE] for s in spans}),
         }
 
     def list(
@@ -105,14 +169,14 @@ class TraceStore:
         q: str = "",
         limit: int = 200,
     ) -> list[dict[str, Any]]:
-        out = []
-        for tid in reversed(self.traces):
-            spans = self.traces[tid]
+        out: list[dict[str, Any]] = []
+        for tid in islice(reversed(self.traces), self.max_traces):
+            spans = self.rows(tid)
             if q and q.lower() not in tid:
                 continue
-            if service and not any(s.service == service for s in spans):
+            if service and not any(s[_SERVICE] == service for s in spans):
                 continue
-            if route and not any(route in s.route for s in spans):
+            if route and not any(route in s[_ROUTE] for s in spans):
                 continue
             summ = self._summary(tid, spans)
             if status and summ["status"] != status:
@@ -123,11 +187,11 @@ class TraceStore:
         return out
 
     def get(self, trace_id: str) -> dict[str, Any] | None:
-        spans = self.traces.get(trace_id)
-        if spans is None:
+        spans = self.rows(trace_id)
+        if not spans:
             return None
         d = self._summary(trace_id, spans)
-        d["spans"] = [s.to_dict() for s in sorted(spans, key=lambda s: s.start_ns)]
+        d["spans"] = [_row_dict(s) for s in sorted(spans, key=lambda s: s[_START])]
         return d
 
 
@@ -142,33 +206,56 @@ class TraceStoreEnricher(Enricher):
 
     def process(self, batch: Sequence[Span], state: State) -> Iterable[Finding]:
         store: TraceStore = state.part("traces", lambda: TraceStore(self.max_traces))
+        traces = store.traces
+        limit = store.max_traces + store.slack
+        max_spans = store.max_spans
         endpoints = state.batch.endpoints
+        get_ep = endpoints.get
+        kind_names = _KIND_NAMES
+        error = StatusCode.ERROR
+        last_tid = ""
+        last: list[SpanRow] | None = None  # the rows of the trace of the previous span
         for span in batch:
             http = span.http
-            ep = endpoints.get(span.span_id)
-            route = ep.route if ep is not None else (http.route if http is not None else "")
-            store.add(
-                span.trace_id,
-                SpanSummary(
-                    span_id=span.span_id,
-                    parent_span_id=span.parent_span_id,
-                    service=span.resource.service_name,
-                    name=span.name if not http or http.route or not http.path else _safe_name(span, route),
-                    kind=span.kind.name.lower(),
-                    start_ns=span.start_ns,
-                    end_ns=span.end_ns,
-                    status="error" if span.status_code == StatusCode.ERROR else "ok",
-                    http_method=http.method if http is not None else "",
-                    route=route,
-                    status_code=http.status_code if http is not None else 0,
-                    source=span.source,
-                ),
+            ep = get_ep(span.span_id) if endpoints else None
+            if http is None:
+                route = ep.route if ep is not None else ""
+                name, method, code = span.name, "", 0
+            else:
+                route = ep.route if ep is not None else http.route
+                method, code = http.method, http.status_code
+                if http.route or not http.path:
+                    name = span.name
+                elif route:  # the name may carry the raw path (eBPF): use the template
+                    name = f"{method} {route}" if method else route
+                else:
+                    name = method or kind_names[span.kind]
+            row = (
+                span.span_id, span.parent_span_id, span.resource.service_name, name,
+                kind_names[span.kind], span.start_ns, span.end_ns, span.status_code == error,
+                method, route, code, span.source,
             )
+            tid = span.trace_id
+            if tid == last_tid:  # spans of one trace often arrive together
+                if last is None:
+                    first = traces.get(tid)
+                    if first is None or max_spans < 2:  # trimmed away (max_traces 0), or full
+                        continue
+                    last = traces[tid] = [first, row]  # type: ignore[list-item]
+                elif len(last) < max_spans:
+                    last.append(row)
+                continue
+            last_tid = tid
+            got = traces.pop(tid, None)
+            if got is None:
+                traces[tid] = row
+                last = None
+                if len(traces) > limit:
+                    store.trim()
+            elif type(got) is list:
+                traces[tid] = last = got
+                if len(got) < max_spans:
+                    got.append(row)
+            else:
+                traces[tid] = last = [got, row] if max_spans > 1 else [got]  # type: ignore[list-item]
         return ()
-
-
-def _safe_name(span: Span, route: str) -> str:
-    # Span names of uninstrumented HTTP (eBPF) may carry the raw path; use the template.
-    http = span.http
-    method = http.method if http is not None else ""
-    return f"{method} {route}".strip() if route else method or span.kind.name.lower()

@@ -36,12 +36,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
+from math import ceil, log2
 from typing import TYPE_CHECKING, Any
-
-from ddsketch import DDSketch
 
 from agent.model import (
     SOURCE_REPLAY,
@@ -64,7 +64,7 @@ from enrichers.callgraph.nodes import (
     own_node,
     queue_node,
 )
-from enrichers.callgraph.sketches import quantile_ms, sketch_dump, sketch_load
+from enrichers.callgraph.sketches import MULT, LatencySketch, quantile_ms, sketch_dump, sketch_load
 
 if TYPE_CHECKING:
     from agent.state import State
@@ -73,6 +73,7 @@ log = logging.getLogger("apiward.callgraph")
 
 PART = "callgraph"
 MAX_EDGE_ENDPOINTS = 200
+_CACHE_MAX = 8192
 _MISKINDS = (SpanKind.INTERNAL, SpanKind.UNSPECIFIED)
 _NS = 1_000_000_000
 
@@ -101,11 +102,13 @@ class NodeInfo:
 class EdgeStats:
     """Statistics of one edge; what :meth:`CallGraphPart.edges` yields.
 
-    ``server_latency`` and ``client_latency`` are DDSketches of durations in
-    seconds, as the server span and the client span measured them (either may
-    be empty). ``tls_yes``/``tls_no`` count calls with TLS evidence either way;
-    ``auth`` counts calls per scheme, ``unauthenticated`` calls with headers
-    seen and no credential, ``auth_unknown`` calls with no evidence at all.
+    ``server_latency`` and ``client_latency`` are sketches of durations in
+    seconds (:class:`~enrichers.callgraph.sketches.LatencySketch`: DDSketch
+    buckets, ``count``, ``get_quantile_value``, ``to_ddsketch()``), as the
+    server span and the client span measured them (either may be empty).
+    ``tls_yes``/``tls_no`` count calls with TLS evidence either way; ``auth``
+    counts calls per scheme, ``unauthenticated`` calls with headers seen and no
+    credential, ``auth_unknown`` calls with no evidence at all.
     """
 
     client: str
@@ -113,8 +116,8 @@ class EdgeStats:
     connection_type: str
     calls: int = 0
     errors: int = 0
-    server_latency: Any = field(default_factory=DDSketch)
-    client_latency: Any = field(default_factory=DDSketch)
+    server_latency: LatencySketch = field(default_factory=LatencySketch)
+    client_latency: LatencySketch = field(default_factory=LatencySketch)
     first_ns: int = 0
     last_ns: int = 0
     tls_yes: int = 0
@@ -135,11 +138,11 @@ class EdgeStats:
         return False if self.tls_no else None
 
     @property
-    def latency(self) -> Any:
+    def latency(self) -> LatencySketch:
         return self.server_latency if self.server_latency.count else self.client_latency
 
     def as_dict(self) -> dict[str, Any]:
-        lat = self.latency
+        p50, p95, p99 = self.latency.quantiles_ms((0.5, 0.95, 0.99))
         return {
             "client": self.client,
             "server": self.server,
@@ -147,9 +150,9 @@ class EdgeStats:
             "calls": self.calls,
             "errors": self.errors,
             "error_rate": round(self.errors / self.calls, 4) if self.calls else 0.0,
-            "p50_ms": quantile_ms(lat, 0.5),
-            "p95_ms": quantile_ms(lat, 0.95),
-            "p99_ms": quantile_ms(lat, 0.99),
+            "p50_ms": p50,
+            "p95_ms": p95,
+            "p99_ms": p99,
             "client_p95_ms": quantile_ms(self.client_latency, 0.95),
             "tls": self.tls,
             "tls_calls": self.tls_yes,
@@ -211,6 +214,17 @@ class CallGraphPart:
             "evicted": 0, "late_after_expiry": 0, "immediate": 0,
         }
 
+    def touch(self, nid: str, ts: int) -> bool:
+        """Move a known node's first/last seen to include ``ts``; ``False`` if unknown."""
+        n = self._nodes.get(nid)
+        if n is None:
+            return False
+        if ts > n.last_ns:
+            n.last_ns = ts
+        elif ts and ts < n.first_ns:
+            n.first_ns = ts
+        return True
+
     def node(self, nid: str, kind: NodeKind, ts: int, **attrs: Any) -> NodeInfo:
         n = self._nodes.get(nid)
         if n is not None:
@@ -247,10 +261,27 @@ class CallGraphPart:
         span = call.span
         if span.is_error:
             e.errors += 1
-        if call.server_span is not None:
-            e.server_latency.add(call.server_span.duration_ns / _NS)
-        if call.client_span is not None:
-            e.client_latency.add(call.client_span.duration_ns / _NS)
+        # LatencySketch.add_ns, inlined (one log2 and one dict update)
+        s = call.server_span
+        if s is not None:
+            sk = e.server_latency
+            sk.count += 1
+            d = s.end_ns - s.start_ns
+            if d > 0:
+                k = ceil(log2(d * 1e-9) * MULT)
+                sk.bins[k] = sk.bins.get(k, 0) + 1
+            else:
+                sk.zero += 1
+        s = call.client_span
+        if s is not None:
+            sk = e.client_latency
+            sk.count += 1
+            d = s.end_ns - s.start_ns
+            if d > 0:
+                k = ceil(log2(d * 1e-9) * MULT)
+                sk.bins[k] = sk.bins.get(k, 0) + 1
+            else:
+                sk.zero += 1
         ts = span.end_ns or span.start_ns
         if not e.first_ns or ts < e.first_ns:
             e.first_ns = ts
@@ -269,9 +300,9 @@ class CallGraphPart:
                 e.auth[a] = e.auth.get(a, 0) + 1
         ep = call.endpoint
         if ep is not None:
-            k = f"{ep.method} {ep.route}"
-            if k in e.endpoints or len(e.endpoints) < MAX_EDGE_ENDPOINTS:
-                e.endpoints[k] = e.endpoints.get(k, 0) + 1
+            ek = f"{ep.method} {ep.route}"
+            if ek in e.endpoints or len(e.endpoints) < MAX_EDGE_ENDPOINTS:
+                e.endpoints[ek] = e.endpoints.get(ek, 0) + 1
 
     def edges(self) -> Iterable[EdgeStats]:
         return list(self._edges.values())
@@ -322,6 +353,13 @@ class CallGraphPart:
 
 @dataclass(slots=True, eq=False)
 class _Pending:
+    """A span waiting for its partner.
+
+    ``keys`` are the span ids it is filed under (a client: its own id; a server:
+    its parent's id, then the ids its links point to); ``traces`` the trace id
+    of each key when they differ from the span's own (links), else empty.
+    """
+
     span: Span
     node: str
     kind: NodeKind
@@ -329,10 +367,19 @@ class _Pending:
     expires_ns: int
     client_side: bool
     replay: bool
-    keys: tuple[tuple[str, str], ...] = ()
+    keys: tuple[str, ...] = ()
+    traces: tuple[str, ...] = ()
     done: bool = False
     paired: bool = False
     ticks: int = 0
+
+    def trace_of(self, key: str) -> str:
+        """The trace id ``key`` belongs to."""
+        if self.traces:
+            for k, t in zip(self.keys, self.traces, strict=True):
+                if k == key:
+                    return t
+        return self.span.trace_id
 
 
 def _combine_tls(a: bool | None, b: bool | None) -> bool | None:
@@ -351,8 +398,35 @@ def _combine_auth(a: tuple[str, ...] | None, b: tuple[str, ...] | None) -> tuple
     return tuple(sorted(set(a) | set(b)))
 
 
+def _auth(span: Span) -> tuple[str, ...] | None:
+    """:func:`auth_evidence`, skipped when none of its sources is present (most spans)."""
+    http = span.http
+    if (http is None or not (http.request_headers or http.query)) and not span.enduser_id:
+        a = span.attributes
+        if (
+            "tls.client.certificate" not in a
+            and "tls.client.subject" not in a
+            and "tls.client.hash.sha256" not in a
+        ):
+            return None
+    return auth_evidence(span)
+
+
+#: One pending span, or several (fan-out, or spans of colliding ids), per key.
+_Waiting = _Pending | list[_Pending]
+
+
+def _as_list(w: _Waiting) -> list[_Pending]:
+    return w if type(w) is list else [w]  # type: ignore[list-item]
+
+
 class CallGraphEnricher(Enricher):
-    """Pairs spans into calls, keeps the ``callgraph`` part. See the module docstring."""
+    """Pairs spans into calls, keeps the ``callgraph`` part. See the module docstring.
+
+    Pairing state is keyed by span id (a hash of a cached string, no tuple per
+    lookup); the trace id is checked on every match, so spans of different
+    traces that share a span id never pair.
+    """
 
     name = PART
 
@@ -371,11 +445,18 @@ class CallGraphEnricher(Enricher):
             getattr(config, "internal_cidrs", None) or (),
         )
         self.clock = clock or time.time_ns
-        self._clients: dict[tuple[str, str], _Pending] = {}
-        self._servers: dict[tuple[str, str], list[_Pending]] = {}
+        #: client span id -> the client waiting for its server
+        self._clients: dict[str, _Pending] = {}
+        #: parent (or linked) span id -> the server(s) waiting for that client
+        self._servers: dict[str, _Waiting] = {}
         self._fifo: deque[_Pending] = deque()
-        self._gone: OrderedDict[tuple[str, str], None] = OrderedDict()
+        #: span id -> trace id of keys that expired unpaired (late partners are counted)
+        self._gone: dict[str, str] = {}
+        self._gone_slack = max(1, self.max_unpaired // 16)
         self._client_nets: set[str] = set()
+        #: caller network -> caller node; (peer, host, address) -> virtual node
+        self._caller_cache: dict[str, tuple[str, NodeKind]] = {}
+        self._virtual_cache: dict[tuple[str, str, str], tuple[str, NodeKind]] = {}
         self._replay_since_tick = False
         self._out: list[Call] = []
         self._part: CallGraphPart | None = None
@@ -383,35 +464,80 @@ class CallGraphEnricher(Enricher):
 
     # ------------------------------------------------------------------ plumbing
     def attach(self, state: State) -> CallGraphPart:
-        part = state.parts.get(PART)
-        if part is None:
-            part = state.part(PART, lambda: CallGraphPart(self.max_edges, self.max_nodes))
+        found = state.parts.get(PART)
+        if found is None:
+            found = state.part(PART, lambda: CallGraphPart(self.max_edges, self.max_nodes))
+        part: CallGraphPart = found
+        if part is not self._part:
+            self._caller_cache.clear()
+            self._virtual_cache.clear()
         self._part = part
         self._state = state
-        return part  # type: ignore[no-any-return]
+        return part
 
     @property
     def pending(self) -> int:
         return sum(1 for p in self._fifo if not p.done)
 
     def process(self, batch: Sequence[Span], state: State) -> Iterable[Finding]:
-        self.attach(state)
+        part = self.attach(state)
         endpoints = state.batch.endpoints
-        now = self.clock()
+        expires = self.clock() + self.ttl_ns
+        nodes = part._nodes
+        client, server, producer, consumer = (
+            SpanKind.CLIENT, SpanKind.SERVER, SpanKind.PRODUCER, SpanKind.CONSUMER,
+        )
+        last_res = None
+        nid, nkind, info = "", NodeKind.SERVICE, None
+        replay = False
+        clients, servers, gone = self._clients, self._servers, self._gone
+        fifo_append = self._fifo.append
+        get_ep = endpoints.get
         for span in batch:
+            res = span.resource
+            ts = span.end_ns
+            if res is not last_res:  # spans of one resource arrive together
+                last_res = res
+                nid, nkind = self._own(span)
+                info = nodes.get(nid)
+            elif info is not None:
+                if ts > info.last_ns:
+                    info.last_ns = ts
+                elif ts and ts < info.first_ns:
+                    info.first_ns = ts
             kind = span.kind
-            if span.db is not None and kind in (SpanKind.CLIENT, *_MISKINDS):
-                self._database(span, endpoints)
-            elif kind == SpanKind.SERVER:
-                self._server_side(span, endpoints, now)
-            elif kind == SpanKind.CLIENT or kind == SpanKind.PRODUCER:
-                self._client_side(span, endpoints, now, stored=True)
-            elif kind == SpanKind.CONSUMER:
-                self._server_side(span, endpoints, now)
+            src_replay = span.source == SOURCE_REPLAY
+            if src_replay:
+                replay = True
+            if kind == server:
+                parent = span.parent_span_id
+                if parent and parent not in clients and parent not in servers and parent not in gone:
+                    # the first of its kind to wait for this client: file it (inlined
+                    # _server_side, the path most server spans take)
+                    p = _Pending(span, nid, nkind, get_ep(span.span_id), expires, False,
+                                 src_replay, (parent,))
+                    servers[parent] = p
+                    fifo_append(p)
+                else:
+                    self._server_side(span, nid, nkind, endpoints, expires)
+            elif kind == client and span.db is None:
+                sid = span.span_id
+                if sid not in servers and sid not in gone:  # inlined _client_side: wait
+                    p = _Pending(span, nid, nkind, get_ep(sid), expires, True, src_replay, (sid,))
+                    clients[sid] = p
+                    fifo_append(p)
+                else:
+                    self._client_side(span, nid, nkind, endpoints, expires, True)
+            elif span.db is not None and (kind == client or kind in _MISKINDS):
+                self._database(span, nid, nkind, endpoints)
+            elif kind == consumer:
+                self._server_side(span, nid, nkind, endpoints, expires)
+            elif kind == producer:
+                self._client_side(span, nid, nkind, endpoints, expires, True)
             else:
-                self._miskind(span, endpoints, now)
-            if span.source == SOURCE_REPLAY:
-                self._replay_since_tick = True
+                self._miskind(span, nid, nkind, endpoints, expires)
+        if replay:
+            self._replay_since_tick = True
         self._enforce_capacity()
         return self._flush(state)
 
@@ -464,136 +590,226 @@ class CallGraphEnricher(Enricher):
             assert part is not None
             inv = state.parts.get("inventory")
             note = getattr(inv, "record_caller", None)
+            record = part.record
             for c in calls:
-                part.record(c)
+                record(c)
                 if note is not None and c.endpoint is not None and c.server_span is not None:
                     note(c.endpoint, c.client)
         return []
 
     # ------------------------------------------------------------------ roles
     def _own(self, span: Span) -> tuple[str, NodeKind]:
+        """The node of a span's own side (created or touched)."""
         nid, kind = own_node(span.resource)
-        assert self._part is not None
+        part = self._part
+        assert part is not None
         ts = span.end_ns
+        if part.touch(nid, ts):
+            return nid, kind
         if kind == NodeKind.FUNCTION:
             res = span.resource
-            self._part.node(
+            part.node(
                 nid, kind, ts, name=nid, service=res.service_name,
                 cloud_resource_id=res.attributes.get("cloud.resource_id"),
                 provider=res.attributes.get("cloud.provider"),
             )
         else:
-            self._part.node(nid, kind, ts)
+            part.node(nid, kind, ts)
         return nid, kind
 
-    def _database(self, span: Span, endpoints: dict[str, Any]) -> None:
-        cid, ckind = self._own(span)
+    def _database(self, span: Span, cid: str, ckind: NodeKind, endpoints: dict[str, Any]) -> None:
         sid = db_node(span)
         db = span.db
-        assert db is not None and self._part is not None
-        self._part.node(
-            sid, NodeKind.DATABASE, span.end_ns, virtual=True,
-            system=db.system, host=db.server_address,
-            internal=self.classifier.is_internal(db.server_address) if db.server_address else None,
-        )
-        self._part.counters["immediate"] += 1
+        part = self._part
+        assert db is not None and part is not None
+        if not part.touch(sid, span.end_ns):
+            part.node(
+                sid, NodeKind.DATABASE, span.end_ns, virtual=True,
+                system=db.system, host=db.server_address,
+                internal=self.classifier.is_internal(db.server_address) if db.server_address else None,
+            )
+        part.counters["immediate"] += 1
         self._out.append(Call(
-            cid, sid, ckind, NodeKind.DATABASE, "database", span, client_span=span,
-            endpoint=endpoints.get(span.span_id), tls=tls_evidence(span), auth=auth_evidence(span),
+            cid, sid, ckind, NodeKind.DATABASE, "database", span, span, None,
+            endpoints.get(span.span_id), tls_evidence(span), _auth(span),
         ))
 
-    def _client_side(self, span: Span, endpoints: dict[str, Any], now: int, *, stored: bool) -> None:
-        key = (span.trace_id, span.span_id)
-        nid, kind = self._own(span)
-        mine = _Pending(span, nid, kind, endpoints.get(span.span_id), now + self.ttl_ns, True,
-                        span.source == SOURCE_REPLAY, (key,))
-        waiting = self._servers.pop(key, None)
-        if waiting:
+    def _client_side(
+        self, span: Span, nid: str, kind: NodeKind, endpoints: dict[str, Any], expires: int,
+        stored: bool,
+    ) -> None:
+        sid = span.span_id
+        trace = span.trace_id
+        mine: _Pending | None = None
+        servers = self._servers
+        waiting = servers.get(sid)
+        if waiting is not None:
+            mine = _Pending(span, nid, kind, endpoints.get(sid), expires, True,
+                            span.source == SOURCE_REPLAY, (sid,))
+            del servers[sid]
             fanout = span.kind == SpanKind.PRODUCER
-            for srv in waiting:
+            miskind = span.kind in _MISKINDS
+            keep: list[_Pending] = []
+            for srv in _as_list(waiting):
                 if srv.done:
                     continue
-                if not fanout and mine.paired:
-                    self._servers.setdefault(key, []).append(srv)
+                if srv.trace_of(sid) != trace:  # another trace's span with this id
+                    keep.append(srv)
                     continue
-                if span.kind in _MISKINDS and srv.span.service == span.service:
+                if not fanout and mine.paired:
+                    keep.append(srv)
+                    continue
+                if miskind and srv.span.resource.service_name == span.resource.service_name:
                     continue
                 self._pair(mine, srv)
+            if keep:
+                servers[sid] = keep if len(keep) > 1 else keep[0]
             if mine.paired and not fanout:
                 return
-        if key in self._gone:
-            self._late(key)
+        gone = self._gone.get(sid)
+        if gone is not None and gone == trace:
+            self._late(sid)
             return
         if stored or span.http is not None or span.rpc is not None:
-            self._clients[key] = mine
+            if mine is None:
+                mine = _Pending(span, nid, kind, endpoints.get(sid), expires, True,
+                                span.source == SOURCE_REPLAY, (sid,))
+            self._clients[sid] = mine
             self._fifo.append(mine)
 
-    def _server_side(self, span: Span, endpoints: dict[str, Any], now: int) -> None:
-        nid, kind = self._own(span)
-        keys: list[tuple[str, str]] = []
-        if span.parent_span_id:
-            keys.append((span.trace_id, span.parent_span_id))
-        if span.kind == SpanKind.CONSUMER or span.kind in _MISKINDS:
-            for link in span.links:
-                keys.append((link.trace_id, link.span_id))
-        mine = _Pending(span, nid, kind, endpoints.get(span.span_id), now + self.ttl_ns, False,
-                        span.source == SOURCE_REPLAY, tuple(keys))
-        for k in keys:
-            cli = self._clients.get(k)
-            if cli is None or cli.done:
-                continue
-            if span.kind in _MISKINDS and cli.span.service == span.service:
-                continue
-            if cli.span.kind in _MISKINDS and cli.span.service == span.service:
-                continue
-            self._pair(cli, mine)
+    def _match_client(self, key: str, trace: str, span: Span) -> _Pending | None:
+        """The client waiting under ``key`` that ``span`` may pair with, if any."""
+        cli = self._clients.get(key)
+        if cli is None or cli.done or cli.span.trace_id != trace:
+            return None
+        if cli.span.resource.service_name == span.resource.service_name and (
+            span.kind in _MISKINDS or cli.span.kind in _MISKINDS
+        ):
+            return None
+        return cli
+
+    def _server_side(
+        self, span: Span, nid: str, kind: NodeKind, endpoints: dict[str, Any], expires: int,
+    ) -> None:
+        trace = span.trace_id
+        parent = span.parent_span_id
+        skind = span.kind
+        links = span.links if span.links and (skind == SpanKind.CONSUMER or skind in _MISKINDS) else ()
+        if parent and not links and skind == SpanKind.SERVER:
+            # the common case, spelled out: one key, the parent's span id
+            cli = self._clients.get(parent)
+            if (
+                cli is not None and not cli.done and cli.span.trace_id == trace
+                and not (cli.span.kind in _MISKINDS
+                         and cli.span.resource.service_name == span.resource.service_name)
+            ):
+                self._pair(cli, _Pending(span, nid, kind, endpoints.get(span.span_id), expires,
+                                         False, span.source == SOURCE_REPLAY, (parent,)))
+                return
+            g = self._gone.get(parent)
+            if g is not None and g == trace:
+                self._late(parent)
+                return
+            mine = _Pending(span, nid, kind, endpoints.get(span.span_id), expires, False,
+                            span.source == SOURCE_REPLAY, (parent,))
+            servers = self._servers
+            w = servers.get(parent)
+            if w is None:
+                servers[parent] = mine
+            elif type(w) is list:
+                w.append(mine)
+            else:
+                servers[parent] = [w, mine]  # type: ignore[list-item]
+            self._fifo.append(mine)
             return
-        if span.kind in _MISKINDS:
+        if links:
+            keys: tuple[str, ...] = ((parent,) if parent else ()) + tuple(lk.span_id for lk in links)
+            traces: tuple[str, ...] = ((trace,) if parent else ()) + tuple(lk.trace_id for lk in links)
+        elif parent:
+            keys, traces = (parent,), ()
+        else:
+            keys, traces = (), ()
+        replay = span.source == SOURCE_REPLAY
+        ep = endpoints.get(span.span_id)
+        for i, k in enumerate(keys):
+            cli = self._match_client(k, traces[i] if traces else trace, span)
+            if cli is not None:
+                self._pair(cli, _Pending(span, nid, kind, ep, expires, False, replay, keys, traces))
+                return
+        if skind in _MISKINDS:
             return
+        mine = _Pending(span, nid, kind, ep, expires, False, replay, keys, traces)
         if not keys:
             self._resolve_server(mine)
             return
-        for k in keys:
-            if k in self._gone:
+        gone = self._gone
+        for i, k in enumerate(keys):
+            g = gone.get(k)
+            if g is not None and g == (traces[i] if traces else trace):
                 self._late(k)
                 return
+        servers = self._servers
         for k in keys:
-            self._servers.setdefault(k, []).append(mine)
+            w = servers.get(k)
+            if w is None:
+                servers[k] = mine
+            elif type(w) is list:
+                w.append(mine)
+            else:
+                servers[k] = [w, mine]  # type: ignore[list-item]
         self._fifo.append(mine)
 
-    def _miskind(self, span: Span, endpoints: dict[str, Any], now: int) -> None:
+    def _miskind(
+        self, span: Span, nid: str, kind: NodeKind, endpoints: dict[str, Any], expires: int,
+    ) -> None:
         """A span of wrong or missing kind: pair with a parent of another service
         (as the server side), or wait as a client for children of another service."""
+        service = span.resource.service_name
         if span.parent_span_id:
-            cli = self._clients.get((span.trace_id, span.parent_span_id))
-            if cli is not None and not cli.done and cli.span.service != span.service:
-                self._server_side(span, endpoints, now)
+            cli = self._clients.get(span.parent_span_id)
+            if (
+                cli is not None and not cli.done and cli.span.trace_id == span.trace_id
+                and cli.span.resource.service_name != service
+            ):
+                self._server_side(span, nid, kind, endpoints, expires)
                 return
-        key = (span.trace_id, span.span_id)
-        waiting = self._servers.get(key)
-        if waiting and any(not s.done and s.span.service != span.service for s in waiting):
-            self._client_side(span, endpoints, now, stored=False)
+        sid = span.span_id
+        waiting = self._servers.get(sid)
+        if waiting is not None and any(
+            not s.done and s.span.resource.service_name != service
+            and s.trace_of(sid) == span.trace_id
+            for s in _as_list(waiting)
+        ):
+            self._client_side(span, nid, kind, endpoints, expires, False)
             return
         if span.http is not None or span.rpc is not None or span.messaging is not None:
-            self._client_side(span, endpoints, now, stored=False)
+            self._client_side(span, nid, kind, endpoints, expires, False)
 
     # ------------------------------------------------------------------ outcomes
     def _done(self, p: _Pending) -> None:
         p.done = True
         if p.client_side:
+            clients = self._clients
             for k in p.keys:
-                if self._clients.get(k) is p:
-                    del self._clients[k]
-        else:
-            for k in p.keys:
-                lst = self._servers.get(k)
-                if lst is not None:
-                    try:
-                        lst.remove(p)
-                    except ValueError:
-                        pass
-                    if not lst:
-                        del self._servers[k]
+                if clients.get(k) is p:
+                    del clients[k]
+            return
+        servers = self._servers
+        for k in p.keys:
+            w = servers.get(k)
+            if w is None:
+                continue
+            if w is p:
+                del servers[k]
+            elif type(w) is list:
+                try:
+                    w.remove(p)
+                except ValueError:
+                    pass
+                if not w:
+                    del servers[k]
+                elif len(w) == 1:
+                    servers[k] = w[0]
 
     def _pair(self, cli: _Pending, srv: _Pending) -> None:
         assert self._part is not None
@@ -609,11 +825,10 @@ class CallGraphEnricher(Enricher):
         self._part.counters["paired"] += 1
         ctype = self._ctype(cspan, sspan, srv.kind)
         self._out.append(Call(
-            cli.node, srv.node, cli.kind, srv.kind, ctype, sspan,
-            client_span=cspan, server_span=sspan,
-            endpoint=srv.endpoint or cli.endpoint,
-            tls=_combine_tls(tls_evidence(cspan), tls_evidence(sspan)),
-            auth=_combine_auth(auth_evidence(cspan), auth_evidence(sspan)),
+            cli.node, srv.node, cli.kind, srv.kind, ctype, sspan, cspan, sspan,
+            srv.endpoint or cli.endpoint,
+            _combine_tls(tls_evidence(cspan), tls_evidence(sspan)),
+            _combine_auth(_auth(cspan), _auth(sspan)),
         ))
 
     @staticmethod
@@ -627,16 +842,23 @@ class CallGraphEnricher(Enricher):
                     return t
         return "unknown"
 
-    def _late(self, key: tuple[str, str]) -> None:
+    def _late(self, key: str) -> None:
         assert self._part is not None
         self._part.counters["late_after_expiry"] += 1
         self._gone.pop(key, None)
 
-    def _remember_gone(self, keys: Iterable[tuple[str, str]]) -> None:
-        for k in keys:
-            self._gone[k] = None
-        while len(self._gone) > self.max_unpaired:
-            self._gone.popitem(last=False)
+    def _remember_gone(self, p: _Pending) -> None:
+        gone = self._gone
+        if p.traces:
+            for k, trace in zip(p.keys, p.traces, strict=True):
+                gone[k] = trace
+        else:
+            trace = p.span.trace_id
+            for k in p.keys:
+                gone[k] = trace
+        if len(gone) > self.max_unpaired + self._gone_slack:  # drop the oldest, in one go
+            for k in list(islice(gone, len(gone) - self.max_unpaired)):
+                del gone[k]
 
     def _expire(self, p: _Pending) -> None:
         assert self._part is not None
@@ -650,11 +872,11 @@ class CallGraphEnricher(Enricher):
         if p.client_side:
             self._part.counters["expired_client"] += 1
             if span.kind != SpanKind.PRODUCER:
-                self._remember_gone(p.keys)
+                self._remember_gone(p)
             self._resolve_client(p)
         else:
             self._part.counters["expired_server"] += 1
-            self._remember_gone(p.keys)
+            self._remember_gone(p)
             self._resolve_server(p)
 
     def _enforce_capacity(self) -> None:
@@ -678,34 +900,45 @@ class CallGraphEnricher(Enricher):
         if span.kind == SpanKind.PRODUCER or (span.messaging is not None and span.http is None):
             sid, skind, ctype = queue_node(span), NodeKind.QUEUE, "messaging"
             m = span.messaging
-            part.node(sid, skind, ts, virtual=True, system=m.system if m else "",
-                      destination=m.destination if m else "")
+            if not part.touch(sid, ts):
+                part.node(sid, skind, ts, virtual=True, system=m.system if m else "",
+                          destination=m.destination if m else "")
         elif span.faas is not None and span.faas.invoked_name:
             f = span.faas
             sid, skind, ctype = f.invoked_name, NodeKind.FUNCTION, "faas"
-            part.node(sid, skind, ts, virtual=True, provider=f.invoked_provider,
-                      region=f.invoked_region)
+            if not part.touch(sid, ts):
+                part.node(sid, skind, ts, virtual=True, provider=f.invoked_provider,
+                          region=f.invoked_region)
         else:
             sid, skind = self._virtual(span)
             ctype = connection_type(span) or "http"
         self._out.append(Call(
-            p.node, sid, p.kind, skind, ctype, span, client_span=span, endpoint=p.endpoint,
-            tls=tls_evidence(span), auth=auth_evidence(span),
+            p.node, sid, p.kind, skind, ctype, span, span, None, p.endpoint,
+            tls_evidence(span), _auth(span),
         ))
 
     def _virtual(self, span: Span) -> tuple[str, NodeKind]:
-        assert self._part is not None
+        part = self._part
+        assert part is not None
         http = span.http
-        peer = str(span.attributes.get("peer.service") or "")
-        host = addr = ""
+        attrs = span.attributes
         if http is not None:
-            peer = peer or http.peer_service
+            # the view already read peer.service, the network peer and, for a CLIENT
+            # span, server.address/net.peer.name: no second look at the attributes
+            peer = http.peer_service
             host = http.server_address
             addr = http.network_peer_address
-        if not host:
-            host = str(span.attributes.get("server.address") or span.attributes.get("net.peer.name") or "")
-        if not addr:
-            addr = str(span.attributes.get("network.peer.address") or span.attributes.get("net.peer.ip") or "")
+            if not host and span.kind != SpanKind.CLIENT:
+                host = str(attrs.get("server.address") or attrs.get("net.peer.name") or "")
+        else:
+            peer = str(attrs.get("peer.service") or "")
+            host = str(attrs.get("server.address") or attrs.get("net.peer.name") or "")
+            addr = str(attrs.get("network.peer.address") or attrs.get("net.peer.ip") or "")
+        # the node only depends on the address when there is no host name
+        ck = (peer, host, "" if host else addr)
+        hit = self._virtual_cache.get(ck)
+        if hit is not None and part.touch(hit[0], span.end_ns):
+            return hit
         where = host or addr
         internal = self.classifier.is_internal(where) if where else True
         name = peer or host or addr or "unknown"
@@ -715,8 +948,11 @@ class CallGraphEnricher(Enricher):
             nid, kind = peer, NodeKind.SERVICE
         else:
             nid, kind = f"int:{name}", NodeKind.SERVICE
-        self._part.node(nid, kind, span.end_ns, virtual=True, internal=internal, name=name,
-                        host=host, address=addr)
+        part.node(nid, kind, span.end_ns, virtual=True, internal=internal, name=name,
+                  host=host, address=addr)
+        if len(self._virtual_cache) >= _CACHE_MAX:
+            self._virtual_cache.clear()
+        self._virtual_cache[ck] = (nid, kind)
         return nid, kind
 
     def _resolve_server(self, p: _Pending) -> None:
@@ -729,8 +965,9 @@ class CallGraphEnricher(Enricher):
         ctype = ""
         if span.kind == SpanKind.CONSUMER and span.messaging is not None:
             cid, ckind = queue_node(span), NodeKind.QUEUE
-            part.node(cid, ckind, ts, virtual=True, system=span.messaging.system,
-                      destination=span.messaging.destination)
+            if not part.touch(cid, ts):
+                part.node(cid, ckind, ts, virtual=True, system=span.messaging.system,
+                          destination=span.messaging.destination)
             ctype = "messaging"
         elif trigger and trigger != "http":
             if trigger == "pubsub" and span.messaging is not None:
@@ -739,7 +976,8 @@ class CallGraphEnricher(Enricher):
                 cid, ckind = db_node(span), NodeKind.DATABASE
             else:
                 cid, ckind = f"event:{trigger}", NodeKind.INGRESS
-            part.node(cid, ckind, ts, virtual=True)
+            if not part.touch(cid, ts):
+                part.node(cid, ckind, ts, virtual=True)
         else:
             cid, ckind = self._caller(span)
         if p.kind == NodeKind.FUNCTION:
@@ -748,27 +986,36 @@ class CallGraphEnricher(Enricher):
         if not p.keys:
             part.counters["immediate"] += 1
         self._out.append(Call(
-            cid, p.node, ckind, p.kind, ctype, span, server_span=span, endpoint=p.endpoint,
-            tls=tls_evidence(span), auth=auth_evidence(span),
+            cid, p.node, ckind, p.kind, ctype, span, None, span, p.endpoint,
+            tls_evidence(span), _auth(span),
         ))
 
     def _caller(self, span: Span) -> tuple[str, NodeKind]:
-        assert self._part is not None
+        part = self._part
+        assert part is not None
         http = span.http
         addr = ""
         if http is not None:
             addr = http.client_address or http.network_peer_address
         net = client_network(addr) if addr else None
+        ckey = net or ""
+        hit = self._caller_cache.get(ckey)
+        if hit is not None and part.touch(hit[0], span.end_ns):
+            return hit
         if net is None:
-            self._part.node("ingress", NodeKind.INGRESS, span.end_ns, virtual=True)
-            return "ingress", NodeKind.INGRESS
-        if net not in self._client_nets:
-            if len(self._client_nets) >= self.max_client_nodes:
-                net = "other"
-            else:
-                self._client_nets.add(net)
-        nid = f"client:{net}"
-        internal = self.classifier.is_internal(net.partition("/")[0]) if net != "other" else None
-        self._part.node(nid, NodeKind.CLIENT, span.end_ns, virtual=True, internal=internal,
-                        name=net)
-        return nid, NodeKind.CLIENT
+            part.node("ingress", NodeKind.INGRESS, span.end_ns, virtual=True)
+            out = ("ingress", NodeKind.INGRESS)
+        else:
+            if net not in self._client_nets:
+                if len(self._client_nets) >= self.max_client_nodes:
+                    net = "other"
+                else:
+                    self._client_nets.add(net)
+            nid = f"client:{net}"
+            internal = self.classifier.is_internal(net.partition("/")[0]) if net != "other" else None
+            part.node(nid, NodeKind.CLIENT, span.end_ns, virtual=True, internal=internal, name=net)
+            out = (nid, NodeKind.CLIENT)
+        if len(self._caller_cache) >= _CACHE_MAX:
+            self._caller_cache.clear()
+        self._caller_cache[ckey] = out
+        return out

@@ -88,7 +88,14 @@ def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 @lru_cache(maxsize=8192)
 def client_network(address: str) -> str | None:
     """The /24 (IPv4) or /64 (IPv6) an address belongs to, or ``None``."""
-    ip = parse_ip(address.strip().strip("[]"))
+    a = address.strip().strip("[]")
+    octets = a.split(".")
+    if len(octets) == 4 and all(
+        o.isascii() and o.isdigit() and len(o) <= 3 and (o == "0" or o[0] != "0") and int(o) <= 255
+        for o in octets
+    ):  # a canonical dotted quad, the common case: no ipaddress objects
+        return f"{octets[0]}.{octets[1]}.{octets[2]}.0/24"
+    ip = parse_ip(a)
     if ip is None:
         return None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:

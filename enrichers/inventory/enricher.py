@@ -34,10 +34,9 @@ import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from math import ceil, log2
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from ddsketch import DDSketch
 
 from agent.model import (
     SOURCE_REPLAY,
@@ -46,6 +45,7 @@ from agent.model import (
     Severity,
     Span,
     SpanKind,
+    StatusCode,
     Subject,
     auth_evidence,
     ns_to_iso,
@@ -54,11 +54,12 @@ from enrichers.base import Enricher
 from enrichers.inventory.routes import (
     PathTemplater,
     Template,
+    canonical_path,
     convert_route,
     normalize_method,
     split_path,
 )
-from enrichers.inventory.sketches import quantile_ms, sketch_dump, sketch_load
+from enrichers.inventory.sketches import MULT, LatencySketch, sketch_dump, sketch_load
 from enrichers.inventory.specs import Operation, Spec, SpecError, load_spec
 
 if TYPE_CHECKING:
@@ -72,7 +73,12 @@ MAX_CALLERS = 50
 MAX_SMALL_SET = 20
 MAX_QUERY_NAMES = 50
 MAX_TRACES = 10
+#: Per-minute series kept per endpoint (latency p95, calls) for sparklines.
+SERIES_MINUTES = 30
+_MINUTE_NS = 60_000_000_000
+_CACHE_MAX = 16_384
 _NOT_SERVED = (404, 405)
+_MISKINDS = (SpanKind.INTERNAL, SpanKind.UNSPECIFIED)
 _DAY = 86_400
 
 
@@ -89,7 +95,7 @@ class EndpointRecord:
     calls: int = 0
     errors: int = 0
     status: dict[int, int] = field(default_factory=dict)
-    sketch: Any = field(default_factory=DDSketch)
+    sketch: LatencySketch = field(default_factory=LatencySketch)
     callers: dict[str, int] = field(default_factory=dict)
     auth: dict[str, int] = field(default_factory=dict)
     unauthenticated: int = 0
@@ -111,10 +117,56 @@ class EndpointRecord:
     pend_last: int = 0
     pend_traces: list[str] = field(default_factory=list)
     pend_spans: list[str] = field(default_factory=list)
+    # per-minute series (data time): finished minutes, and where this minute started
+    series: deque[tuple[int, int, float | None]] = field(
+        default_factory=lambda: deque(maxlen=SERIES_MINUTES)
+    )
+    minute: int = 0
+    next_minute_ns: int = 0
+    minute_calls: int = 0
+    minute_sketch: LatencySketch | None = None
+    _ep: Endpoint | None = None
 
     @property
     def endpoint(self) -> Endpoint:
-        return Endpoint(self.service, self.method, self.route)
+        """The record's :class:`Endpoint` (one shared object while the route holds)."""
+        ep = self._ep
+        if ep is None or ep.route != self.route:
+            ep = self._ep = Endpoint(self.service, self.method, self.route)
+        return ep
+
+    def roll(self, minute: int) -> None:
+        """Close the minutes before ``minute`` into :attr:`series` (data time)."""
+        if minute <= self.minute:
+            return
+        if self.minute:
+            calls = self.calls - self.minute_calls
+            start = self.minute_sketch
+            window = self.sketch.minus(start) if start is not None else self.sketch
+            self.series.append((self.minute, calls, window.quantiles_ms((0.95,))[0]))
+            gap = min(minute - self.minute - 1, SERIES_MINUTES)
+            for i in range(gap, 0, -1):
+                self.series.append((minute - i, 0, None))
+        self.minute = minute
+        self.next_minute_ns = (minute + 1) * _MINUTE_NS
+        self.minute_calls = self.calls
+        self.minute_sketch = self.sketch.copy()
+
+    def series_view(self) -> dict[str, Any]:
+        """Per-minute calls and p95 latency, oldest first; the last is the current minute."""
+        rows = list(self.series)
+        if self.minute:
+            start = self.minute_sketch
+            window = self.sketch.minus(start) if start is not None else self.sketch
+            rows.append((self.minute, self.calls - self.minute_calls,
+                         window.quantiles_ms((0.95,))[0]))
+        rows = rows[-SERIES_MINUTES:]
+        return {
+            "series_interval_seconds": 60,
+            "series_start": ns_to_iso(rows[0][0] * _MINUTE_NS) if rows else "",
+            "rate_series": [r[1] for r in rows],
+            "latency_p95_series": [r[2] for r in rows],
+        }
 
     def merge(self, o: EndpointRecord) -> None:
         self.calls += o.calls
@@ -195,7 +247,11 @@ class InventoryPart:
     """The inventory in State (part ``"inventory"``). See the module docstring.
 
     Readers: :meth:`report` (list of endpoint dicts), :meth:`endpoint` (one
-    endpoint with details), :meth:`records_for` (for OpenAPI reconstruction),
+    endpoint with details: the report row plus ``callers`` as ``[{client,
+    calls}]``, ``trace_ids``, ``params``, and per-minute ``rate_series`` and
+    ``latency_p95_series`` of the last :data:`SERIES_MINUTES` minutes, oldest
+    first, ``None`` for a minute without calls), :meth:`records_for` (for OpenAPI
+    reconstruction),
     ``spec_errors`` (one message per spec that could not be used). Writers other
     than the inventory enricher: the call graph calls :meth:`record_caller`.
     """
@@ -226,13 +282,17 @@ class InventoryPart:
         self.overflow = 0
         self.state = state
         self._route_cache: dict[str, Template] = {}
-        #: raw path -> template; valid until a position collapses (then cleared)
-        self._path_cache: dict[tuple[str, str], Template] = {}
+        #: (service, method, route or raw path) -> record; emptied when records move
+        self._rec_cache: dict[tuple[Any, ...], EndpointRecord] = {}
+        #: (callee, method, raw path) -> Endpoint of client spans
+        self._client_cache: dict[tuple[str, str, str], Endpoint] = {}
 
     # ------------------------------------------------------------------ specs
     def set_specs(self, specs: dict[str, Spec], errors: list[str]) -> None:
         self.specs = specs
         self.spec_errors = list(errors)
+        self._rec_cache.clear()
+        self._client_cache.clear()
         for svc, spec in specs.items():
             for op in spec.operations:
                 for prefix in spec.prefixes:
@@ -284,15 +344,49 @@ class InventoryPart:
         if http.path:
             if http.status_code == 404:
                 return method, self.templater.template(span.service, http.path, learn=False)
-            key = (span.service, http.path)
-            t = self._path_cache.get(key)
-            if t is None:
-                if len(self._path_cache) >= 8192:
-                    self._path_cache.clear()
-                t = self.templater.template(span.service, http.path)
-                self._path_cache[key] = t
-            return method, t
+            return method, self.templater.template(span.service, http.path)
         return None
+
+    def record_for(self, span: Span) -> EndpointRecord | None:
+        """The record a server-side span counts into, or ``None``.
+
+        Cached per (service, method, ``http.route`` or raw path; RPC service and
+        method) in a bounded dict, so a span of a known endpoint costs one lookup.
+        The cache is emptied whenever records move (collapse, restore). Raw paths
+        are keyed by :func:`canonical_path`; those of 404s are not cached: they
+        never teach the templater, so their template follows what it learns later.
+        """
+        http = span.http
+        rpc = span.rpc
+        svc = span.resource.service_name
+        ck: tuple[Any, ...] | None
+        if rpc is not None and rpc.service:
+            ck = (svc, rpc.system, rpc.service, rpc.method, 1)
+        elif http is None:
+            return None
+        elif http.route:
+            ck = (svc, http.method, http.route)
+        elif http.path and http.status_code != 404:
+            path = http.path
+            if not self.templater.pins_digits(svc):
+                path = canonical_path(path)  # /users/1, /users/2: one entry
+            ck = (svc, http.method, path, 0)
+        else:
+            ck = None
+        cache = self._rec_cache
+        if ck is not None:
+            rec = cache.get(ck)
+            if rec is not None:
+                return rec
+        mt = self.server_template(span)
+        if mt is None:
+            return None
+        rec = self._record(span, mt[0], mt[1])
+        if ck is not None:
+            if len(cache) >= _CACHE_MAX:
+                cache.clear()
+            cache[ck] = rec
+        return rec
 
     def client_endpoint(self, span: Span) -> Endpoint | None:
         """Endpoint on the callee of a client span (not recorded in the inventory)."""
@@ -306,21 +400,33 @@ class InventoryPart:
             return Endpoint(peer, "POST", f"/{rpc.service}/{rpc.method}")
         if http is None or not callee:
             return None
+        cache = self._client_cache
+        raw = (callee, http.method, http.path)
+        ep = cache.get(raw)
+        if ep is not None:
+            return ep
+        ck = (callee, http.method, canonical_path(http.path))  # outbound: no pins
+        ep = cache.get(ck)
+        if ep is not None:
+            if len(cache) >= _CACHE_MAX:
+                cache.clear()
+            cache[raw] = ep
+            return ep
         method = normalize_method(http.method or "GET")
         if not http.path:
-            return Endpoint(callee, method, "/")
-        key = ("\x00" + callee, http.path)  # outbound entries share the path cache
-        t = self._path_cache.get(key)
-        if t is None:
-            if len(self._path_cache) >= 8192:
-                self._path_cache.clear()
+            ep = Endpoint(callee, method, "/")
+        else:
             t = self.outbound.template(callee, http.path)
-            self._path_cache[key] = t
-            if self.outbound.take_collapsed():
-                self._path_cache.clear()
-        return Endpoint(callee, method, t.route)
+            ep = Endpoint(callee, method, t.route)
+            if self.outbound.take_collapsed():  # what the cache holds may be too literal now
+                cache.clear()
+                return ep
+        if len(cache) >= _CACHE_MAX:
+            cache.clear()
+        cache[ck] = cache[raw] = ep
+        return ep
 
-    def observe(self, span: Span, method: str, tmpl: Template) -> EndpointRecord:
+    def _record(self, span: Span, method: str, tmpl: Template) -> EndpointRecord:
         key = (span.service, method, tmpl.route)
         rec = self.records.get(key)
         if rec is None:
@@ -335,24 +441,43 @@ class InventoryPart:
                     rec.protocol = span.rpc.system or "rpc"
                 self._match(rec)
                 self.records[key] = rec
+        return rec
+
+    def observe(self, span: Span, rec: EndpointRecord) -> None:
+        """Count one server-side span into its endpoint record (the hot path)."""
         end = span.end_ns or span.start_ns
-        if rec.last_ns and end - rec.last_ns > self.dormant_after_ns:
-            rec.revived_ns = end
-        rec.calls += 1
-        if span.is_error:
-            rec.errors += 1
-        rec.sketch.add(span.duration_ns / 1e9)
-        if not rec.first_ns or end < rec.first_ns:
-            rec.first_ns = end
-        if end > rec.last_ns:
+        last = rec.last_ns
+        if end > last:
+            if last and end - last > self.dormant_after_ns:
+                rec.revived_ns = end
             rec.last_ns = end
+        if end < rec.first_ns or not rec.first_ns:
+            rec.first_ns = end
+        if end >= rec.next_minute_ns:
+            rec.roll(end // _MINUTE_NS)
+        rec.calls += 1
+        # LatencySketch.add_ns, inlined
+        d = span.end_ns - span.start_ns
+        sk = rec.sketch
+        sk.count += 1
+        if d > 0:
+            k = ceil(log2(d * 1e-9) * MULT)
+            b = sk.bins
+            b[k] = b.get(k, 0) + 1
+        else:
+            sk.zero += 1
         rec.traces.append(span.trace_id)
+        err = span.status_code == StatusCode.ERROR
         http = span.http
+        rpc = span.rpc
         code = 0
         if http is not None:
             code = http.status_code
             if code:
-                rec.status[code] = rec.status.get(code, 0) + 1
+                st = rec.status
+                st[code] = st.get(code, 0) + 1
+                if code >= 500:
+                    err = True
             if http.query and len(rec.query_params) < MAX_QUERY_NAMES:
                 for pair in http.query.split("&"):
                     name = pair.partition("=")[0][:64]
@@ -368,18 +493,33 @@ class InventoryPart:
                 ct = h.get("content-type")
                 if ct and len(rec.response_types) < MAX_SMALL_SET:
                     rec.response_types.add(ct.partition(";")[0].strip().lower()[:100])
-        elif span.rpc is not None and span.rpc.grpc_status is not None:
-            code = span.rpc.grpc_status
-            rec.status[code] = rec.status.get(code, 0) + 1
-        if code not in _NOT_SERVED:
+        if rpc is not None and rpc.grpc_status is not None:
+            if http is None:
+                code = rpc.grpc_status
+                rec.status[code] = rec.status.get(code, 0) + 1
+            if rpc.grpc_status != 0:
+                err = True
+        if err:
+            rec.errors += 1
+        if not rec.served and code not in _NOT_SERVED:
             rec.served = True
-        auth = auth_evidence(span)
-        if auth is not None:
-            if auth:
-                for a in auth:
-                    rec.auth[a] = rec.auth.get(a, 0) + 1
-            else:
-                rec.unauthenticated += 1
+        attrs = span.attributes
+        # auth_evidence only finds something in headers, the query, enduser.id or
+        # tls.client.*: skip the call when none of them is there (the common case).
+        if (
+            (http is not None and (http.request_headers or http.query))
+            or span.enduser_id
+            or "tls.client.certificate" in attrs
+            or "tls.client.subject" in attrs
+            or "tls.client.hash.sha256" in attrs
+        ):
+            auth = auth_evidence(span)
+            if auth is not None:
+                if auth:
+                    for a in auth:
+                        rec.auth[a] = rec.auth.get(a, 0) + 1
+                else:
+                    rec.unauthenticated += 1
         if rec.deprecated or (rec.documented is False and rec.served):
             if not rec.pend_calls:
                 rec.pend_first = end
@@ -391,7 +531,6 @@ class InventoryPart:
             if len(rec.pend_traces) < 3:
                 rec.pend_traces.append(span.trace_id)
                 rec.pend_spans.append(span.span_id)
-        return rec
 
     def record_caller(self, endpoint: Endpoint, caller: str) -> None:
         """Called by the call graph for each call it pairs or resolves."""
@@ -406,7 +545,7 @@ class InventoryPart:
         dirty = self.templater.take_collapsed()
         if not dirty:
             return 0
-        self._path_cache.clear()
+        self._rec_cache.clear()
         moved: dict[Key, Key] = {}
         for key, rec in list(self.records.items()):
             if not rec.inferred or rec.service not in dirty:
@@ -522,7 +661,7 @@ class InventoryPart:
             return []
 
     def row(self, rec: EndpointRecord, now: int) -> dict[str, Any]:
-        s = rec.sketch
+        p50, p95, p99 = rec.sketch.quantiles_ms((0.5, 0.95, 0.99))
         return {
             "service": rec.service,
             "method": rec.method,
@@ -531,9 +670,9 @@ class InventoryPart:
             "calls": rec.calls,
             "errors": rec.errors,
             "status_codes": {str(k): v for k, v in sorted(rec.status.items())},
-            "p50_ms": quantile_ms(s, 0.5),
-            "p95_ms": quantile_ms(s, 0.95),
-            "p99_ms": quantile_ms(s, 0.99),
+            "p50_ms": p50,
+            "p95_ms": p95,
+            "p99_ms": p99,
             "lifecycle": self.lifecycle(rec, now),
             "documented": rec.documented,
             "deprecated": rec.deprecated,
@@ -590,6 +729,13 @@ class InventoryPart:
         d["params"] = dict(rec.params)
         d["auth_counts"] = dict(rec.auth)
         d["callers_counts"] = dict(rec.callers)
+        # the detail view's shapes: callers with their call counts, busiest first, and
+        # short per-minute series (data time) for sparklines
+        d["callers"] = [
+            {"client": c, "calls": n}
+            for c, n in sorted(rec.callers.items(), key=lambda kv: (-kv[1], kv[0]))
+        ]
+        d.update(rec.series_view())
         d["trace_ids"] = list(dict.fromkeys(reversed(rec.traces)))
         d["operation_id"] = rec.operation_id
         spec = self.specs.get(service)
@@ -620,6 +766,8 @@ class InventoryPart:
         if not isinstance(data, dict) or data.get("v") != 1:
             return
         self.templater.restore(data.get("trie") or {})
+        self._rec_cache.clear()
+        self._client_cache.clear()
         for svc, spec in self.specs.items():  # pins survive a spec added since
             for op in spec.operations:
                 for prefix in spec.prefixes:
@@ -694,21 +842,27 @@ class InventoryEnricher(Enricher):
         endpoints = state.batch.endpoints
         clock = part.data_clock_ns
         live = part.live
-        server_kinds = (SpanKind.SERVER,)
+        flagged = part.flagged_services
+        record_for = part.record_for
+        observe = part.observe
+        client_endpoint = part.client_endpoint
+        server = SpanKind.SERVER
+        client = SpanKind.CLIENT
+        miskinds = _MISKINDS
         for span in batch:
-            if span.http is None and span.rpc is None:
+            http = span.http
+            if http is None and span.rpc is None:
                 continue
             kind = span.kind
-            if kind in server_kinds or (
-                kind in (SpanKind.INTERNAL, SpanKind.UNSPECIFIED)
-                and span.http is not None
-                and span.http.route
-            ):
-                mt = part.server_template(span)
-                if mt is None:
+            if kind == server or (kind in miskinds and http is not None and http.route):
+                rec = record_for(span)
+                if rec is None:
                     continue
-                rec = part.observe(span, mt[0], mt[1])
-                endpoints[span.span_id] = rec.endpoint
+                observe(span, rec)
+                ep = rec._ep
+                if ep is None or ep.route is not rec.route:
+                    ep = rec.endpoint
+                endpoints[span.span_id] = ep
                 if span.end_ns > clock:
                     clock = span.end_ns
                 if not live and span.source != SOURCE_REPLAY:
@@ -716,12 +870,12 @@ class InventoryEnricher(Enricher):
                 if (
                     rec.documented is None
                     and rec.protocol == "http"
-                    and rec.service not in part.flagged_services
+                    and rec.service not in flagged
                 ):
-                    part.flagged_services.add(rec.service)
+                    flagged.add(rec.service)
                     out.append(_undocumented(rec, span))
-            elif kind in (SpanKind.CLIENT, SpanKind.INTERNAL, SpanKind.UNSPECIFIED):
-                ep = part.client_endpoint(span)
+            elif kind == client or kind in miskinds:
+                ep = client_endpoint(span)
                 if ep is not None:
                     endpoints[span.span_id] = ep
         part.data_clock_ns = clock

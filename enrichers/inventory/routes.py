@@ -22,6 +22,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from agent.model import record
+
 # Parameter types, as OpenAPI (type, format) pairs.
 PARAM_SCHEMAS: dict[str, dict[str, str]] = {
     "integer": {"type": "integer"},
@@ -106,6 +108,22 @@ def split_path(path: str) -> list[str]:
     return [s for s in path.split("/") if s]
 
 
+_DIGIT_SEGMENT = re.compile(rf"(?<=/)[0-9]{{1,{MAX_SEGMENT}}}(?=/|$)")
+
+
+def canonical_path(path: str) -> str:
+    """``path`` with every all-digit segment written ``0``.
+
+    The templater gives such a segment the same treatment whatever its digits
+    (an ``integer`` parameter: digit segments are never learned as literals), so
+    two paths that differ only there get the same template and teach the trie
+    the same thing. Caches key on this form, which turns ``/users/1``,
+    ``/users/2``, ... into one entry. Not valid for a service whose spec pins an
+    all-digit literal (:meth:`PathTemplater.pins_digits`).
+    """
+    return _DIGIT_SEGMENT.sub("0", path)
+
+
 def join_template(segments: Iterable[str]) -> str:
     s = "/".join(segments)
     return "/" + s
@@ -122,9 +140,13 @@ _FLASK_TYPES = {"int": "integer", "float": "string", "uuid": "uuid", "path": "st
                 "string": "string", "any": "string", "slug": "string", "str": "string"}
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Template:
-    """A route template with the type of each of its parameters."""
+    """A route template with the type of each of its parameters.
+
+    A :func:`agent.model.record` (immutable by contract, cheap to build): the
+    templater makes one per raw path it has not seen.
+    """
 
     route: str
     params: tuple[tuple[str, str], ...] = ()  # (name, type) in order
@@ -253,6 +275,8 @@ class PathTemplater:
         self.max_nodes = max(16, max_nodes)
         self.max_services = max_services
         self._tries: dict[str, _Trie] = {}
+        #: services whose trie pins an all-digit literal (see canonical_path)
+        self._digit_pins: set[str] = set()
         self.overflow = 0
         #: services whose trie collapsed a position since the last ``take_collapsed``.
         self._dirty: set[str] = set()
@@ -287,7 +311,13 @@ class PathTemplater:
                 node.children[seg] = child
                 trie.nodes += 1
             child.pinned = True
+            if seg.isascii() and seg.isdigit():
+                self._digit_pins.add(service if self._tries.get(service) is trie else "\x00overflow")
             node = child
+
+    def pins_digits(self, service: str) -> bool:
+        """Whether ``service``'s trie pins an all-digit literal (no canonical_path then)."""
+        return service in self._digit_pins or "\x00overflow" in self._digit_pins
 
     def take_collapsed(self) -> set[str]:
         d = self._dirty
@@ -490,10 +520,22 @@ class PathTemplater:
 
     def restore(self, data: dict[str, object]) -> None:
         self._tries.clear()
+        self._digit_pins.clear()
         for svc, d in data.items():
             t = _Trie()
             t.root = _load(d, t)
             self._tries[svc] = t
+            if _pins_digits(t.root):
+                self._digit_pins.add(svc)
+
+
+def _pins_digits(n: _Node) -> bool:
+    for key, child in n.children.items():
+        if child.pinned and key.isascii() and key.isdigit():
+            return True
+        if _pins_digits(child):
+            return True
+    return n.param is not None and _pins_digits(n.param)
 
 
 def _dump(n: _Node) -> dict[str, object]:

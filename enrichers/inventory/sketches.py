@@ -21,7 +21,7 @@ from typing import Any
 from ddsketch import DDSketch
 from ddsketch.mapping import LogarithmicMapping
 from ddsketch.pb.ddsketch_pb2 import DDSketch as DDSketchMessage
-from ddsketch.pb.proto import DDSketchProto
+from ddsketch.pb.proto import DDSketchProto, KeyMappingProto
 
 _MAPPING: Any = DDSketch()._mapping  # the default mapping every DDSketch() uses
 assert isinstance(_MAPPING, LogarithmicMapping)
@@ -127,24 +127,63 @@ class LatencySketch:
 
     @classmethod
     def from_ddsketch(cls, s: Any) -> LatencySketch:
+        """Take the positive values of a DDSketch (another mapping is re-bucketed)."""
         out = cls()
         store = s._store
+        mapping = s._mapping
+        same = _same_mapping(mapping.gamma, mapping._offset, type(mapping) is LogarithmicMapping)
         for i, n in enumerate(store.bins):
             if n:
-                out.bins[i + store.offset] = int(round(n))
+                k = i + store.offset
+                if not same:
+                    k = ceil(log2(mapping.value(k)) * MULT)
+                out.bins[k] = out.bins.get(k, 0) + int(round(n))
         out.zero = int(round(s._zero_count))
         out.count = sum(out.bins.values()) + out.zero
         return out
 
 
+_MAPPING_PB = KeyMappingProto.to_proto(_MAPPING)
+
+
+def _same_mapping(gamma: float, offset: float, logarithmic: bool) -> bool:
+    return logarithmic and gamma == _MAPPING.gamma and offset == _MAPPING._offset
+
+
 def sketch_dump(s: LatencySketch) -> str:
-    return base64.b64encode(DDSketchProto.to_proto(s.to_ddsketch()).SerializeToString()).decode()
+    """Base64 DDSketch protobuf (what ``DDSketchProto.to_proto`` writes), built directly."""
+    msg = DDSketchMessage()
+    msg.mapping.CopyFrom(_MAPPING_PB)
+    bins = s.bins
+    if bins:
+        lo, hi = min(bins), max(bins)
+        get = bins.get
+        msg.positiveValues.contiguousBinIndexOffset = lo
+        msg.positiveValues.contiguousBinCounts.extend([float(get(k, 0)) for k in range(lo, hi + 1)])
+    msg.zeroCount = float(s.zero)
+    return base64.b64encode(msg.SerializeToString()).decode()
 
 
 def sketch_load(text: str) -> LatencySketch:
     msg = DDSketchMessage()
     msg.ParseFromString(base64.b64decode(text))
-    return LatencySketch.from_ddsketch(DDSketchProto.from_proto(msg))
+    m = msg.mapping
+    if not _same_mapping(m.gamma, m.indexOffset, m.interpolation == m.NONE):
+        return LatencySketch.from_ddsketch(DDSketchProto.from_proto(msg))
+    out = LatencySketch()
+    bins = out.bins
+    store = msg.positiveValues
+    k = store.contiguousBinIndexOffset
+    for n in store.contiguousBinCounts:
+        if n:
+            bins[k] = int(round(n))
+        k += 1
+    for k, n in store.binCounts.items():
+        if n:
+            bins[k] = bins.get(k, 0) + int(round(n))
+    out.zero = int(round(msg.zeroCount))
+    out.count = sum(bins.values()) + out.zero
+    return out
 
 
 def quantile_ms(s: LatencySketch, q: float) -> float | None:

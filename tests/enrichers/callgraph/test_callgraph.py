@@ -90,7 +90,7 @@ def test_client_server_pair_in_one_batch() -> None:
     assert e["calls"] == 1 and e["endpoints"] == ["GET /users/{id}"] and e["p50_ms"] is not None
     assert h.node("users")["kind"] == "service"
     inv = h.state.parts["inventory"].endpoint("users", "GET", "/users/{id}")
-    assert inv["callers"] == ["web"]
+    assert inv["callers"] == [{"client": "web", "calls": 1}]
 
 
 def test_pair_across_batches_either_order() -> None:
@@ -303,3 +303,20 @@ def test_snapshot_restore() -> None:
     h2.cg.attach(h2.state).restore(data)
     assert h2.report["edges"] == h.report["edges"]
     assert h2.report["nodes"] == h.report["nodes"]
+
+
+def test_span_ids_shared_by_two_traces_never_pair_across_them() -> None:
+    """Pairing is keyed by span id; the trace id is checked, so a colliding span id
+    of another trace is neither a partner nor a late arrival."""
+    h = Harness()
+    t1, t2 = new_id() * 2, new_id() * 2
+    sid = new_id()
+    c1 = http_client("web", "GET", "http://users:8080/users/7", trace=t1, span_id=sid)
+    s2 = http_server("users", "GET", "/users/7", route="/users/<int:id>", trace=t2, parent=sid)
+    assert h.feed(c1, s2) == []
+    c2 = http_client("api", "GET", "http://users:8080/users/7", trace=t2, span_id=sid)
+    [call] = h.feed(c2)
+    assert (call.client, call.server) == ("api", "users") and call.server_span is s2
+    expired = h.expire()
+    assert [(c.client, c.server) for c in expired] == [("web", "int:users")]  # c1, unpaired
+    assert h.report["pairing"]["late_after_expiry"] == 0

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from agent.config import Config
-from agent.model import SpanKind
+from agent.model import Endpoint, SpanKind
 from agent.state import State
 from enrichers.inventory import InventoryEnricher
 from tests.enrichers.callgraph.spans import T0, http_client, http_server, span
@@ -189,3 +189,64 @@ def test_snapshot_restore(tmp_path: Path) -> None:
     part2.restore(data)
     r = row(state2, "users", "GET", "/users/{id}")
     assert r["calls"] == 5 and r["documented"] is True and r["p50_ms"] is not None
+
+
+def test_endpoint_detail_for_the_tui(tmp_path: Path) -> None:
+    """Callers with counts, status codes and short per-minute series (data time)."""
+    enr, state = make(tmp_path)
+    minute = 60 * 10**9
+    base = (T0 // minute + 1) * minute  # the start of a minute
+    spans = [http_server("users", "GET", f"/users/{i}", route="/users/:id", ms=10.0, start=base + i)
+             for i in range(4)]  # minute 0: 4 calls of 10 ms
+    spans += [http_server("users", "GET", "/users/9", route="/users/:id", ms=100.0,
+                          status=500, start=base + minute + 5)]  # minute 1: 1 call of 100 ms
+    run(enr, state, spans)
+    # minute 2 has no calls; minute 3 has 2 (the current minute)
+    run(enr, state, [http_server("users", "GET", "/users/1", route="/users/:id", ms=20.0,
+                                 start=base + 3 * minute + i) for i in range(2)])
+    part = state.parts["inventory"]
+    ep = part.records[("users", "GET", "/users/{id}")].endpoint
+    for who in ("web", "web", "client:203.0.113.0/24"):
+        part.record_caller(ep, who)
+    d = part.endpoint("users", "GET", "/users/{id}")
+    assert d["status_codes"] == {"200": 6, "500": 1}
+    assert d["callers"] == [{"client": "web", "calls": 2}, {"client": "client:203.0.113.0/24", "calls": 1}]
+    assert d["rate_series"] == [4, 1, 0, 2]
+    p95 = d["latency_p95_series"]
+    assert len(p95) == 4 and p95[2] is None
+    assert 9.5 <= p95[0] <= 10.5 and 95 <= p95[1] <= 105 and 19 <= p95[3] <= 21
+    assert d["series_interval_seconds"] == 60 and d["series_start"]
+
+
+def test_series_stay_bounded(tmp_path: Path) -> None:
+    from enrichers.inventory.enricher import SERIES_MINUTES
+
+    enr, state = make(tmp_path)
+    minute = 60 * 10**9
+    run(enr, state, [http_server("a", "GET", "/x", route="/x", start=T0 + m * minute)
+                     for m in range(0, 3 * SERIES_MINUTES, 2)])
+    run(enr, state, [http_server("a", "GET", "/x", route="/x", start=T0 + 1000 * minute)])
+    d = state.parts["inventory"].endpoint("a", "GET", "/x")
+    assert len(d["rate_series"]) == len(d["latency_p95_series"]) == SERIES_MINUTES
+    assert d["rate_series"][-1] == 1 and sum(d["rate_series"]) == 1  # a long gap: zeros, bounded
+
+
+def test_cached_endpoints_follow_specs_services_and_methods(tmp_path: Path) -> None:
+    """The per-(service, method, route) record cache never mixes endpoints up."""
+    enr, state = make(tmp_path)
+    spans = [
+        http_server("a", "GET", "/x/1", route="/x/<int:id>"),
+        http_server("b", "GET", "/x/1", route="/x/<int:id>"),
+        http_server("a", "post", "/x/1", route="/x/<int:id>"),
+        http_server("a", "GET", "/x/1", route="/x/<int:id>"),
+        http_server("a", "GET", "/plain/7"),
+        http_server("a", "GET", "/plain/7"),
+    ]
+    run(enr, state, spans)
+    run(enr, state, spans[:1])
+    assert row(state, "a", "GET", "/x/{id}")["calls"] == 3
+    assert row(state, "b", "GET", "/x/{id}")["calls"] == 1
+    assert row(state, "a", "POST", "/x/{id}")["calls"] == 1
+    assert row(state, "a", "GET", "/plain/{id}")["calls"] == 2
+    eps = state.batch.endpoints
+    assert eps[spans[0].span_id] == Endpoint("a", "GET", "/x/{id}")
