@@ -62,7 +62,10 @@ def main() -> int:
     from agent.wiring import ENRICHER_NAMES, build_enrichers
     from collectors.otlp_convert import convert_proto, decode_proto
 
+    from agent.cli import tune_gc
+
     payloads = build_payloads(args.payloads, args.spans)
+    tune_gc()  # the agent's garbage-collector settings
     nspans = args.payloads * args.spans
 
     def best(fn) -> float:  # type: ignore[no-untyped-def]

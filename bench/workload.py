@@ -57,24 +57,40 @@ def build_request(n_spans: int = 1000, seed: int = 0) -> ExportTraceServiceReque
         ss.scope.name = "opentelemetry.instrumentation.flask"
         per_service[svc] = ss
     t0 = 1_700_000_000_000_000_000 + seed * 1_000_000_000
+    # Spans come in caller/callee pairs as in real traces: a CLIENT span in one
+    # service and, in the same trace, the SERVER span of the service it called,
+    # whose parent is that client span. Server spans of the pair's caller have a
+    # parent from outside the request (the edge's ingress) 30% of the time.
+    pending: tuple[bytes, bytes, str, str, str, str, int] | None = None
     for i in range(n_spans):
-        svc = SERVICES[i % len(SERVICES)]
         method, route, path_t = ROUTES[rnd.randrange(len(ROUTES))]
         path = path_t.replace("{n}", str(rnd.randrange(1, 10_000)))
-        server = i % 2 == 0
         status = 500 if rnd.random() < 0.02 else (404 if rnd.random() < 0.05 else 200)
+        if pending is None:
+            server = False
+            svc = SERVICES[i % len(SERVICES)]
+            trace_id = rnd.randbytes(16)
+            span_id = rnd.randbytes(8)
+            parent = rnd.randbytes(8) if rnd.random() < 0.7 else b""
+            pending = (trace_id, span_id, svc, method, route, path, status)
+        else:
+            server = True
+            trace_id, parent, caller, method, route, path, status = pending
+            svc = SERVICES[(SERVICES.index(caller) + 1) % len(SERVICES)]
+            span_id = rnd.randbytes(8)
+            pending = None
         stable = rnd.random() < 0.5
         sp = Span(
-            trace_id=rnd.randbytes(16),
-            span_id=rnd.randbytes(8),
-            parent_span_id=rnd.randbytes(8) if rnd.random() < 0.7 else b"",
+            trace_id=trace_id,
+            span_id=span_id,
+            parent_span_id=parent,
             name=f"{method} {route}",
             kind=Span.SPAN_KIND_SERVER if server else Span.SPAN_KIND_CLIENT,
             start_time_unix_nano=t0 + i * 1000,
             end_time_unix_nano=t0 + i * 1000 + rnd.randrange(100_000, 50_000_000),
             status=Status(code=Status.STATUS_CODE_ERROR if status >= 500 else 0),
         )
-        peer = SERVICES[(i + 1) % len(SERVICES)]
+        peer = SERVICES[(SERVICES.index(svc) + 1) % len(SERVICES)]
         if stable:
             attrs = [
                 _kv("http.request.method", method),
