@@ -149,14 +149,19 @@ class Agent:
             self.store = None
 
     def reload(self) -> None:
-        """SIGHUP: ask every enricher that can reload its files to do so."""
-        for e in self.enrichers:
-            fn = getattr(e, "reload", None)
-            if fn is not None:
-                try:
-                    fn()
-                except Exception:  # noqa: BLE001
-                    log.exception("reload of %s failed", e.name)
+        """SIGHUP: ask every enricher that can reload its files to do so.
+
+        Runs under the state lock, so no batch is half-analysed with the old
+        policy or specs and half with the new.
+        """
+        with self.state.lock:
+            for e in self.enrichers:
+                fn = getattr(e, "reload", None)
+                if fn is not None:
+                    try:
+                        fn()
+                    except Exception:  # noqa: BLE001
+                        log.exception("reload of %s failed", e.name)
 
     # ---------------------------------------------------------------- replay
     def feed(self, batches: Iterable[list[Span]], source: str = "replay") -> int:

@@ -33,12 +33,15 @@ def main(args: argparse.Namespace) -> int:
             return 2
     agent = Agent(config)
     stop = threading.Event()
+    reload_requested = threading.Event()
 
     def on_stop(signum: int, frame: Any) -> None:
         stop.set()
 
     def on_hup(signum: int, frame: Any) -> None:
-        agent.reload()
+        # Only a flag here: the reload itself runs in the main loop, under the state lock.
+        reload_requested.set()
+        stop.set()
 
     signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGTERM, on_stop)
@@ -52,8 +55,15 @@ def main(args: argparse.Namespace) -> int:
         agent.stop()
         return 2
     print(agent.listening_line(), flush=True)
-    while not stop.is_set():
+    while True:
         stop.wait(0.5)
+        if reload_requested.is_set():
+            reload_requested.clear()
+            stop.clear()
+            agent.reload()
+            continue
+        if stop.is_set():
+            break
     agent.stop()
     s = agent.stats
     print(f"stopped: {s.spans_processed} spans analysed, {len(agent.state.findings)} findings", flush=True)

@@ -74,3 +74,32 @@ def test_port_in_use_is_a_clear_error(tmp_path):
     finally:
         s.close()
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+
+
+def test_sighup_reloads_policy_and_keeps_the_old_one_when_the_new_is_bad(tmp_path):
+    policy = tmp_path / "apiward-policy.yaml"
+    policy.write_text("version: 1\ndefault_action: alert\nidentities:\n  web: {service: web}\n"
+                      "rules:\n  - {id: web-self, from: web, to: web}\n")
+    p, ports = start_agent(tmp_path, "--policy", str(policy))
+    api = f"http://127.0.0.1:{ports['api']}"
+    try:
+        policy.write_text("version: 99\nrules: nonsense\n")
+        p.send_signal(signal.SIGHUP)
+        found = []
+        for _ in range(100):
+            with urllib.request.urlopen(f"{api}/api/v1/findings?rule=zerotrust.policy_invalid", timeout=10) as r:
+                found = json.loads(r.read())
+            if found:
+                break
+            import time
+
+            time.sleep(0.1)
+        assert found, "a bad policy on SIGHUP must open a policy_invalid finding"
+        assert str(policy) in found[0]["explanation"] or str(policy) in json.dumps(found[0]["evidence"])
+        assert p.poll() is None, "SIGHUP must not stop the agent"
+        with urllib.request.urlopen(f"{api}/healthz", timeout=10) as r:
+            assert r.status == 200
+    finally:
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
