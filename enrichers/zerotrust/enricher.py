@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -226,6 +227,8 @@ class ZeroTrustEnricher(Enricher):
         weak = section.get("weak_secrets")
         self._weak_secrets = load_weak_secrets(weak) if weak else load_weak_secrets()
         self._checker: TokenChecker | None = None
+        # (token fingerprint, trace id) -> first client: tells passing a token on from reuse.
+        self._chains: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._calls_done = 0  # calls of state.batch.calls already analysed
         self._token_checked: set[str] = set()  # server spans token-checked without a call
         if self.policy_path and policy is None:
@@ -436,7 +439,7 @@ class ZeroTrustEnricher(Enricher):
                     info, receiver=receiver, receiver_names=receiver_names, status_code=status,
                     time_ns=span.start_ns, audiences=audiences,
                 ))
-            reuse = checker.check_reuse(part.tokens, cred, client, MAX_TOKENS)
+            reuse = checker.check_reuse(part.tokens, cred, client, MAX_TOKENS, span.trace_id, self._chains)
             if reuse is not None:
                 issues.append(reuse)
             for issue in issues:

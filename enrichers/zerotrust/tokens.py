@@ -236,11 +236,37 @@ class TokenChecker:
 
     @staticmethod
     def check_reuse(
-        seen: MutableMapping[str, list[str]], cred: Credential, client: str, max_tokens: int
+        seen: MutableMapping[str, list[str]],
+        cred: Credential,
+        client: str,
+        max_tokens: int,
+        trace_id: str = "",
+        chains: OrderedDict[tuple[str, str], str] | None = None,
     ) -> TokenIssue | None:
-        """Record that ``client`` used ``cred``; an issue when another client used it before."""
+        """Record that ``client`` used ``cred``; an issue when another client used it before.
+
+        Passing a token on is not reuse: a gateway that forwards the caller's
+        token to the service it calls uses it in the same trace as the caller.
+        With ``trace_id`` and ``chains`` (a bounded map of (token, trace) to the
+        first client), a second client in the same trace joins the token's
+        clients silently; only a new client in another trace is an issue.
+        """
         if not client:
             return None
+        if trace_id and chains is not None:
+            key = (cred.fingerprint, trace_id)
+            first = chains.get(key)
+            if first is None:
+                chains[key] = client
+                if len(chains) > 20_000:
+                    chains.popitem(last=False)
+            elif first != client:
+                clients = seen.get(cred.fingerprint)
+                if clients is None:
+                    seen[cred.fingerprint] = [first, client]
+                elif client not in clients and len(clients) < MAX_CLIENTS_PER_TOKEN:
+                    clients.append(client)
+                return None
         clients = seen.get(cred.fingerprint)
         if clients is None:
             seen[cred.fingerprint] = [client]
