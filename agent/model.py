@@ -406,7 +406,7 @@ def http_view(attributes: Attributes, kind: SpanKind) -> HttpView | None:
     query = v[_QUERY]
     scheme = v[_SCHEME] or v[_SCHEME_OLD]
     parsed = None
-    if url and (path is None or not scheme):
+    if url and ((path is None and target is None) or not scheme):  # urlsplit only when needed
         try:
             parsed = urlsplit(url)
         except ValueError:

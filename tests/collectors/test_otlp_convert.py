@@ -135,3 +135,90 @@ def test_whole_request_errors_name_the_field() -> None:
         convert_json({"resourceSpans": {"x": 1}})
     with pytest.raises(OtlpDecodeError, match="not valid JSON"):
         decode_json(b"{")
+
+
+def _kv_request(pairs: list[tuple[str, AnyValue]]) -> bytes:
+    req = request(1)
+    sp = req.resource_spans[0].scope_spans[0].spans[0]
+    del sp.attributes[:]
+    for key, av in pairs:
+        sp.attributes.append(KeyValue(key=key, value=av))
+    return req.SerializeToString()
+
+
+@pytest.mark.parametrize("klen", [1, 125, 126, 127, 128, 200])
+@pytest.mark.parametrize("vlen", [0, 1, 120, 123, 124, 125, 126, 127, 128, 300])
+def test_string_lengths_around_varint_boundaries(klen: int, vlen: int) -> None:
+    key, value = "k" * klen, "é" * (vlen // 2) + "v" * (vlen % 2)
+    data = _kv_request([(key, AnyValue(string_value=value))])
+    std = convert_proto(ExportTraceServiceRequest.FromString(data)).spans
+    for _ in range(2):  # miss, then (maybe) the cache
+        fast = convert_proto(decode_proto(data)).spans
+        assert fast == std
+        assert fast[0].attributes[key] == value
+
+
+def test_invalid_utf8_value_is_a_decode_error() -> None:
+    kv = b"\x0a\x01k\x12\x04\x0a\x02\xff\xfe"
+    req = request(1)
+    raw = req.SerializeToString()
+    # Append one more attribute to the first span by re-encoding it with the fast schema.
+    fast = decode_proto(raw)
+    fast.resource_spans[0].scope_spans[0].spans[0].attributes.append(kv)
+    with pytest.raises(OtlpDecodeError, match="UTF-8"):
+        convert_proto(decode_proto(fast.SerializeToString()))
+
+
+def test_high_cardinality_keys_are_not_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    import collectors.otlp_convert as oc
+
+    monkeypatch.setattr(oc, "_KV_CACHE", {})
+    monkeypatch.setattr(oc, "_KV_KEY_CACHED", {})
+    monkeypatch.setattr(oc, "_KV_KEY_DISTINCT", 4)
+    for i in range(20):
+        data = _kv_request(
+            [
+                ("http.request.method", AnyValue(string_value="GET")),
+                ("network.peer.port", AnyValue(int_value=40000 + i)),
+                ("url.path", AnyValue(string_value=f"/users/{i}")),
+            ]
+        )
+        for _ in range(2):
+            attrs = convert_proto(decode_proto(data)).spans[0].attributes
+            assert attrs == {
+                "http.request.method": "GET",
+                "network.peer.port": 40000 + i,
+                "url.path": f"/users/{i}",
+            }
+    cached = sorted(k for k, _ in oc._KV_CACHE.values())
+    assert cached.count("http.request.method") == 1
+    assert cached.count("network.peer.port") == 4
+    assert cached.count("url.path") == 4
+
+
+def test_kv_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import collectors.otlp_convert as oc
+
+    monkeypatch.setattr(oc, "_KV_CACHE", {})
+    monkeypatch.setattr(oc, "_KV_KEY_CACHED", {})
+    monkeypatch.setattr(oc, "_KV_CACHE_MAX", 10)
+    for i in range(50):  # many distinct keys, each with one value
+        data = _kv_request([(f"custom.{i}", AnyValue(string_value="x"))])
+        assert convert_proto(decode_proto(data)).spans[0].attributes == {f"custom.{i}": "x"}
+        assert len(oc._KV_CACHE) <= 10
+
+
+def test_legacy_client_span_reads_path_from_target_and_host_from_url() -> None:
+    data = _kv_request(
+        [
+            ("http.method", AnyValue(string_value="get")),
+            ("http.url", AnyValue(string_value="https://api.example.com:8443/users/7?x=1")),
+            ("http.target", AnyValue(string_value="/users/7?x=1")),
+            ("http.scheme", AnyValue(string_value="https")),
+        ]
+    )
+    span = convert_proto(decode_proto(data)).spans[0]
+    assert span.http is not None
+    h = span.http
+    assert (h.method, h.path, h.query, h.scheme) == ("GET", "/users/7", "x=1", "https")
+    assert (h.server_address, h.server_port) == ("api.example.com", 8443)
