@@ -59,7 +59,12 @@ class Rows:
 
 
 def _columns(items: list[ROW]) -> dict[str, np.ndarray]:
-    ts_l, end_l, ep_l, client_l, status_l, size_l, oid_l, uac_l, auth_l, trace_l = zip(*items, strict=True)
+    # One list per column by index, not ``zip(*items)``: that makes one tuple iterator per
+    # row (32k GC-tracked objects), which in the loaded agent sets off young collections over
+    # everything else alive; py-spy showed this line at ~8x the time of the lists below.
+    ts_l, end_l, ep_l, client_l, status_l, size_l, oid_l, uac_l, auth_l, trace_l = (
+        [r[k] for r in items] for k in range(10)  # the 10 fields of ROW
+    )
     ts = np.array(ts_l, dtype=np.int64)
     dur = np.maximum(np.array(end_l, dtype=np.int64) - ts, 0) / 1e6
     ep = np.array(ep_l, dtype=object)

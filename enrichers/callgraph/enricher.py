@@ -209,6 +209,10 @@ class CallGraphPart:
         self._nodes: dict[str, NodeInfo] = {}
         self._edges: dict[tuple[str, str, str], EdgeStats] = {}
         self.dropped_edges = 0
+        # Snapshot cache: edge key -> (edge, its call count then, its to_json()). An edge
+        # changes only in record(), which always counts a call, so an entry whose edge and
+        # count still match is current: a snapshot re-encodes only the edges that moved.
+        self._json: dict[tuple[str, str, str], tuple[EdgeStats, int, dict[str, Any]]] = {}
         self.counters: dict[str, int] = {
             "paired": 0, "expired_client": 0, "expired_server": 0, "expired_dropped": 0,
             "evicted": 0, "late_after_expiry": 0, "immediate": 0,
@@ -328,9 +332,25 @@ class CallGraphPart:
                  "a": n.attributes, "f": n.first_ns, "l": n.last_ns}
                 for n in self._nodes.values()
             ],
-            "edges": [e.to_json() for e in self._edges.values()],
+            "edges": self._edges_json(),
             "counters": self.counters,
         }
+
+    def _edges_json(self) -> list[dict[str, Any]]:
+        """Every edge's :meth:`EdgeStats.to_json`, re-encoding only the edges that changed."""
+        old = self._json
+        cache: dict[tuple[str, str, str], tuple[EdgeStats, int, dict[str, Any]]] = {}
+        out: list[dict[str, Any]] = []
+        for key, e in self._edges.items():
+            hit = old.get(key)
+            if hit is not None and hit[0] is e and hit[1] == e.calls:
+                j = hit[2]
+            else:
+                j = e.to_json()
+            cache[key] = (e, e.calls, j)
+            out.append(j)
+        self._json = cache
+        return out
 
     def restore(self, data: Any) -> None:
         if not isinstance(data, dict) or data.get("v") != 1:

@@ -303,12 +303,16 @@ class ZeroTrustEnricher(Enricher):
         for call in calls:
             if not isinstance(call, Call):
                 continue
-            spans = [s for s in (call.span, call.client_span, call.server_span) if s is not None]
             types: set[str] = set()
-            for s in spans:
-                covered.add(s.span_id)
+            for s in (call.span, call.client_span, call.server_span):  # no list, no set per span
+                if s is None:
+                    continue
+                sid = s.span_id
+                covered.add(sid)
                 if sensitive:
-                    types |= _sensitive_types(sensitive.get(s.span_id, ()))
+                    found = sensitive.get(sid)
+                    if found:
+                        types |= _sensitive_types(found)
             auth = call_auth(call)
             tls = call_tls(call)
             if evaluator is not None:

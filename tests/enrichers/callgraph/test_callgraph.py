@@ -305,6 +305,22 @@ def test_snapshot_restore() -> None:
     assert h2.report["nodes"] == h.report["nodes"]
 
 
+def test_snapshot_reencodes_only_changed_edges_and_stays_current() -> None:
+    """Snapshots reuse the encoding of edges with no new calls; a new call shows at once."""
+    h = Harness()
+    h.feed(*pair())
+    part = h.state.parts["callgraph"]
+    first = part.snapshot()["edges"]
+    assert part.snapshot()["edges"] == first
+    [before] = first
+    h.feed(*pair())  # a second call over the same edge
+    [after] = part.snapshot()["edges"]
+    assert after["n"] == before["n"] + 1 == 2
+    h2 = Harness()
+    h2.cg.attach(h2.state).restore(part.snapshot())
+    assert h2.report["edges"] == h.report["edges"]
+
+
 def test_span_ids_shared_by_two_traces_never_pair_across_them() -> None:
     """Pairing is keyed by span id; the trace id is checked, so a colliding span id
     of another trace is neither a partner nor a late arrival."""
