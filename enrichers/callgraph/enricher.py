@@ -64,7 +64,7 @@ from enrichers.callgraph.nodes import (
     own_node,
     queue_node,
 )
-from enrichers.callgraph.sketches import MULT, LatencySketch, quantile_ms, sketch_dump, sketch_load
+from enrichers.sketches import MULT, LatencySketch, quantile_ms, sketch_dump, sketch_load
 
 if TYPE_CHECKING:
     from agent.state import State

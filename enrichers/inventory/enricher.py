@@ -59,8 +59,8 @@ from enrichers.inventory.routes import (
     normalize_method,
     split_path,
 )
-from enrichers.inventory.sketches import MULT, LatencySketch, sketch_dump, sketch_load
 from enrichers.inventory.specs import Operation, Spec, SpecError, load_spec
+from enrichers.sketches import MULT, LatencySketch, sketch_dump, sketch_load
 
 if TYPE_CHECKING:
     from agent.state import State

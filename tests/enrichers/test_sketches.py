@@ -1,4 +1,4 @@
-"""LatencySketch (both enricher packages keep a copy) against the real DDSketch."""
+"""LatencySketch (shared by the inventory and the call graph) against the real DDSketch."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ from types import ModuleType
 import pytest
 from ddsketch import DDSketch
 
-from enrichers.callgraph import sketches as graph_sketches
-from enrichers.inventory import sketches as inventory_sketches
+from enrichers import sketches
 
 QS = (0.0, 0.01, 0.25, 0.5, 0.9, 0.95, 0.99, 1.0)
-MODULES = [pytest.param(inventory_sketches, id="inventory"), pytest.param(graph_sketches, id="callgraph")]
+MODULES = [pytest.param(sketches, id="sketches")]
 
 
 def _durations(seed: int, n: int) -> list[int]:

@@ -1,4 +1,4 @@
-"""Latency quantiles: DDSketch buckets with a cheap add, persisted as DDSketch protobuf.
+"""Latency sketches shared by the inventory and the call graph: DDSketch buckets, cheap adds.
 
 ``DDSketch.add`` costs over a microsecond in pure Python (method calls, range
 checks, store growth), and the inventory adds one value per span.
