@@ -57,12 +57,11 @@ def main() -> int:
 
     from workload import build_payloads
 
+    from agent.cli import tune_gc
     from agent.config import Config
     from agent.state import State
     from agent.wiring import ENRICHER_NAMES, build_enrichers
     from collectors.otlp_convert import convert_proto, decode_proto
-
-    from agent.cli import tune_gc
 
     payloads = build_payloads(args.payloads, args.spans)
     tune_gc()  # the agent's garbage-collector settings
