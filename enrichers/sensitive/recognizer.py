@@ -184,3 +184,16 @@ def shannon_entropy(text: str) -> float:
         return 0.0
     n = len(text)
     return -sum(k / n * math.log2(k / n) for k in Counter(text).values())
+
+
+class NumberRecognizer(Recognizer):
+    """A recognizer of numeric identifiers: hashed as bare digits, masked digit-wise.
+
+    ``KEEP`` says how many leading and trailing digits the mask shows.
+    """
+
+    def normalize(self, text: str) -> str:
+        return digits(text)
+
+    def mask(self, text: str) -> str:
+        return mask_digits(text, *self.KEEP)

@@ -13,11 +13,11 @@ from enrichers.sensitive.recognizer import (
     FINANCIAL,
     GDPR,
     PCI,
+    NumberRecognizer,
     Pattern,
     Recognizer,
     digits,
     in_dash_chain,
-    mask_digits,
     mask_keep,
 )
 
@@ -56,13 +56,14 @@ def card_issuer_ok(number: str) -> bool:
     return False
 
 
-class CreditCardRecognizer(Recognizer):
+class CreditCardRecognizer(NumberRecognizer):
     """Payment card numbers: issuer range and length, then the Luhn checksum."""
 
     ENTITY = "CREDIT_CARD"
     CATEGORY = FINANCIAL
     COMPLIANCE = (PCI,)
     DESCRIPTION = "payment card number (PAN)"
+    KEEP = (4, 4)
     PATTERNS = (
         Pattern("grouped", r"\b[2-6]\d{3}[ -]\d{4,6}[ -]\d{4,5}(?:[ -]\d{1,4}){0,2}\b", 0.3),
         Pattern("bare", r"\b[2-6]\d{11,18}\b", 0.2),
@@ -78,12 +79,6 @@ class CreditCardRecognizer(Recognizer):
         if len(set(d)) < 2:
             return False
         return card_issuer_ok(d) and bool(luhn.is_valid(d))
-
-    def normalize(self, text: str) -> str:
-        return digits(text)
-
-    def mask(self, text: str) -> str:
-        return mask_digits(text, 4, 4)
 
 
 class CardCvvRecognizer(Recognizer):
@@ -161,13 +156,14 @@ class SwiftCodeRecognizer(Recognizer):
         return bool(bic.is_valid(text.upper()))
 
 
-class AbaRoutingRecognizer(Recognizer):
+class AbaRoutingRecognizer(NumberRecognizer):
     """US ABA routing transit numbers (checksum via stdnum.us.rtn); needs context."""
 
     ENTITY = "ABA_ROUTING_NUMBER"
     CATEGORY = FINANCIAL
     COMPLIANCE = (PCI,)
     DESCRIPTION = "US ABA routing number"
+    KEEP = (0, 3)
     PATTERNS = (
         Pattern("bare", r"\b[0123678]\d{8}\b", 0.05, validated=0.4),
         Pattern("dashed", r"\b[0123678]\d{3}-\d{4}-\d\b", 0.1, validated=0.45),
@@ -179,29 +175,18 @@ class AbaRoutingRecognizer(Recognizer):
     def validate(self, text: str) -> bool | None:
         return bool(rtn.is_valid(digits(text)))
 
-    def normalize(self, text: str) -> str:
-        return digits(text)
 
-    def mask(self, text: str) -> str:
-        return mask_digits(text, 0, 3)
-
-
-class UsBankNumberRecognizer(Recognizer):
+class UsBankNumberRecognizer(NumberRecognizer):
     """Bank account numbers, only as the value of an account-number field."""
 
     ENTITY = "US_BANK_NUMBER"
     CATEGORY = FINANCIAL
     COMPLIANCE = (PCI, GDPR)
     DESCRIPTION = "bank account number (key context)"
+    KEEP = (0, 4)
     KEYS = r"(?:bank|checking|savings)_?(?:account|acct)|account_?(?:no|num|number)|acct_?(?:no|num|number)?\b|\bacct\b"
     NOT_KEYS = r"iban|routing|user|service|email|name|id$|_id\b|type|status|holder"
     VALUE = r"\d{6,17}"
-
-    def normalize(self, text: str) -> str:
-        return digits(text)
-
-    def mask(self, text: str) -> str:
-        return mask_digits(text, 0, 4)
 
 
 class CryptoRecognizer(Recognizer):

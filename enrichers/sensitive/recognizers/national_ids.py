@@ -10,11 +10,11 @@ from stdnum.in_ import aadhaar, pan
 
 from enrichers.sensitive.recognizer import (
     GDPR,
+    NumberRecognizer,
     Pattern,
     Recognizer,
     digits,
     in_dash_chain,
-    mask_digits,
     mask_keep,
 )
 
@@ -49,12 +49,13 @@ class UkNinoRecognizer(Recognizer):
         return "*" * 6 + t[6:]
 
 
-class CaSinRecognizer(Recognizer):
+class CaSinRecognizer(NumberRecognizer):
     """Canadian Social Insurance numbers (Luhn, via stdnum.ca.sin)."""
 
     ENTITY = "CA_SIN"
     COMPLIANCE = (GDPR,)
     DESCRIPTION = "Canada social insurance number"
+    KEEP = (0, 3)
     PATTERNS = (
         Pattern("grouped", r"\b[0-79]\d{2}[- ]\d{3}[- ]\d{3}\b", 0.1, validated=0.45),
         Pattern("bare", r"\b[0-79]\d{8}\b", 0.05, validated=0.4),
@@ -66,19 +67,14 @@ class CaSinRecognizer(Recognizer):
     def validate(self, text: str) -> bool | None:
         return bool(sin.is_valid(digits(text)))
 
-    def normalize(self, text: str) -> str:
-        return digits(text)
 
-    def mask(self, text: str) -> str:
-        return mask_digits(text, 0, 3)
-
-
-class InAadhaarRecognizer(Recognizer):
+class InAadhaarRecognizer(NumberRecognizer):
     """India Aadhaar numbers (12 digits, Verhoeff checksum, via stdnum.in_.aadhaar)."""
 
     ENTITY = "IN_AADHAAR"
     COMPLIANCE = (GDPR,)
     DESCRIPTION = "India Aadhaar number"
+    KEEP = (0, 4)
     PATTERNS = (
         Pattern("grouped", r"\b[2-9]\d{3}[- ]\d{4}[- ]\d{4}\b", 0.3, validated=0.75),
         Pattern("bare", r"\b[2-9]\d{11}\b", 0.05, validated=0.4),
@@ -93,12 +89,6 @@ class InAadhaarRecognizer(Recognizer):
 
     def validate(self, text: str) -> bool | None:
         return bool(aadhaar.is_valid(digits(text)))
-
-    def normalize(self, text: str) -> str:
-        return digits(text)
-
-    def mask(self, text: str) -> str:
-        return mask_digits(text, 0, 4)
 
 
 class InPanRecognizer(Recognizer):
@@ -119,12 +109,13 @@ class InPanRecognizer(Recognizer):
         return mask_keep(text, 0, 2)
 
 
-class BrCpfRecognizer(Recognizer):
+class BrCpfRecognizer(NumberRecognizer):
     """Brazil CPF (individual taxpayer number, two check digits, via stdnum.br.cpf)."""
 
     ENTITY = "BR_CPF"
     COMPLIANCE = (GDPR, "LGPD")
     DESCRIPTION = "Brazil CPF"
+    KEEP = (0, 2)
     PATTERNS = (
         Pattern("formatted", r"\b\d{3}\.\d{3}\.\d{3}-\d{2}\b", 0.5, validated=1.0),
         Pattern("bare", r"\b\d{11}\b", 0.05, validated=0.45),
@@ -136,19 +127,14 @@ class BrCpfRecognizer(Recognizer):
     def validate(self, text: str) -> bool | None:
         return bool(cpf.is_valid(digits(text)))
 
-    def normalize(self, text: str) -> str:
-        return digits(text)
 
-    def mask(self, text: str) -> str:
-        return mask_digits(text, 0, 2)
-
-
-class BrCnpjRecognizer(Recognizer):
+class BrCnpjRecognizer(NumberRecognizer):
     """Brazil CNPJ (company number, two check digits, via stdnum.br.cnpj)."""
 
     ENTITY = "BR_CNPJ"
     COMPLIANCE = ("LGPD",)
     DESCRIPTION = "Brazil CNPJ"
+    KEEP = (0, 2)
     PATTERNS = (
         Pattern("formatted", r"\b\d{2}\.\d{3}\.\d{3}/\d{4}-\d{2}\b", 0.5, validated=1.0),
         Pattern("bare", r"\b\d{14}\b", 0.05, validated=0.45),
@@ -159,12 +145,6 @@ class BrCnpjRecognizer(Recognizer):
 
     def validate(self, text: str) -> bool | None:
         return bool(cnpj.is_valid(digits(text)))
-
-    def normalize(self, text: str) -> str:
-        return digits(text)
-
-    def mask(self, text: str) -> str:
-        return mask_digits(text, 0, 2)
 
 
 class EsNifRecognizer(Recognizer):

@@ -8,7 +8,14 @@ import re
 
 from stdnum import imei, mac
 
-from enrichers.sensitive.recognizer import GDPR, NETWORK, Pattern, Recognizer, digits, mask_digits
+from enrichers.sensitive.recognizer import (
+    GDPR,
+    NETWORK,
+    NumberRecognizer,
+    Pattern,
+    Recognizer,
+    digits,
+)
 
 _V4 = r"\b(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\b"
 _V6 = r"(?:\b[0-9A-Fa-f]{1,4}|::?)(?::{1,2}[0-9A-Fa-f]{1,4}){2,7}(?:::)?"
@@ -104,13 +111,14 @@ class MacAddressRecognizer(Recognizer):
         return text[:8] + "".join("*" if c.isalnum() else c for c in text[8:])
 
 
-class ImeiRecognizer(Recognizer):
+class ImeiRecognizer(NumberRecognizer):
     """Mobile device IMEI numbers (15 digits, Luhn; via stdnum.imei)."""
 
     ENTITY = "IMEI"
     CATEGORY = NETWORK
     COMPLIANCE = (GDPR,)
     DESCRIPTION = "IMEI device identifier"
+    KEEP = (0, 4)
     PATTERNS = (
         Pattern("grouped", r"\b\d{2}[- ]\d{6}[- ]\d{6}[- ]\d\b", 0.4, validated=0.85),
         Pattern("bare", r"\b\d{15}\b", 0.1, validated=0.45),
@@ -122,9 +130,3 @@ class ImeiRecognizer(Recognizer):
     def validate(self, text: str) -> bool | None:
         d = digits(text)
         return len(d) == 15 and bool(imei.is_valid(d))
-
-    def normalize(self, text: str) -> str:
-        return digits(text)
-
-    def mask(self, text: str) -> str:
-        return mask_digits(text, 0, 4)

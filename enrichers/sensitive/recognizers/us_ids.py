@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from stdnum.us import itin, ssn
 
-from enrichers.sensitive.recognizer import CCPA, GDPR, Pattern, Recognizer, digits, mask_digits
+from enrichers.sensitive.recognizer import (
+    CCPA,
+    GDPR,
+    NumberRecognizer,
+    Pattern,
+    Recognizer,
+    digits,
+)
 
 
 class UsSsnRecognizer(Recognizer):
@@ -32,12 +39,13 @@ class UsSsnRecognizer(Recognizer):
         return "***-**-" + digits(text)[-4:]
 
 
-class UsItinRecognizer(Recognizer):
+class UsItinRecognizer(NumberRecognizer):
     """US Individual Taxpayer Identification Numbers (9xx-[5-9]x-xxxx)."""
 
     ENTITY = "US_ITIN"
     COMPLIANCE = (CCPA, GDPR)
     DESCRIPTION = "US individual taxpayer identification number"
+    KEEP = (0, 4)
     PATTERNS = (
         Pattern("dashed", r"\b9\d{2}[- ](?:5\d|6[0-5]|7\d|8[0-8]|9[0-2]|9[4-9])[- ]\d{4}\b", 0.5, 0.85),
         Pattern("bare", r"\b9\d{2}(?:5\d|6[0-5]|7\d|8[0-8]|9[0-2]|9[4-9])\d{4}\b", 0.05, 0.4),
@@ -48,9 +56,3 @@ class UsItinRecognizer(Recognizer):
 
     def validate(self, text: str) -> bool | None:
         return bool(itin.is_valid(digits(text)))
-
-    def normalize(self, text: str) -> str:
-        return digits(text)
-
-    def mask(self, text: str) -> str:
-        return mask_digits(text, 0, 4)
