@@ -144,7 +144,11 @@ class Pipeline(SpanSink):
             if not self._accepting:
                 stats.add_dropped(source, "shutting_down", n)
                 return False
-            if self._queued + n > self.queue_spans:
+            if self._queued >= self.queue_spans:
+                # Receivers refuse before decoding once the queue is full; a
+                # batch already converted while it filled still goes in (the
+                # bound is the capacity plus the requests in flight), because
+                # dropping converted spans wastes the work spent on them.
                 stats.add_dropped(source, "queue_full", n)
                 return False
             self._queue.append((batch, source, time.perf_counter()))

@@ -21,9 +21,11 @@ from typing import Any
 from agent.model import SOURCE_EBPF, Span, SpanSink
 
 from .events import decode
+from .http_parser import HttpMessage
+from .join import JoiningSink
 from .procinfo import ProcessResolver, resolve_socket
 from .program import ProgramOptions, render_program
-from .spans import ConnectionInfo, exchange_to_span
+from .spans import ConnectionInfo, exchange_to_span, parse_traceparent
 from .tracker import ConnectionTracker
 
 log = logging.getLogger(__name__)
@@ -152,6 +154,10 @@ class EbpfCollector:
     """
 
     flush_interval = 0.2
+    #: The kernel writes records without waking us (BPF_RB_NO_WAKEUP); the
+    #: buffer is drained this often instead, so a busy server costs one poll
+    #: round per interval, not one per request, and an idle one costs nothing.
+    drain_interval = 0.02
     max_batch = 512
     libssl_rescan_interval = 30.0
 
@@ -167,16 +173,20 @@ class EbpfCollector:
             tls=tls,
         )
         self._bpf: Any = None
+        self._suspended: list[Any] = []
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._records: list[bytes] = []
         self._batch: list[Span] = []
         self._last_flush = time.monotonic()
         self._resolver = ProcessResolver()
+        # In front of the pipeline in eBPF mode: tell it which requests are on their way.
+        self._join = sink if isinstance(sink, JoiningSink) else None
         self._tracker = ConnectionTracker(
             self._on_exchange,
             body_limit=self.options.capture_bytes,
             resolve=resolve_socket,
+            on_request=self._on_request if self._join is not None else None,
         )
         self._clock_offset = time.time_ns() - time.monotonic_ns()
         self._probed: set[tuple[int, int]] = set()
@@ -247,7 +257,34 @@ class EbpfCollector:
         out["connections_total"] = float(t.connections_total)
         out["sequence_gaps"] = float(t.sequence_gaps)
         out["truncated_events"] = float(t.truncated_events)
+        if self._join is not None:
+            out.update(self._join.stats())
         return out
+
+    def suspend(self) -> None:
+        """Detach the syscall and socket tracepoints (the program stays loaded).
+
+        Traced processes then run as if no tracer were there; :meth:`resume`
+        attaches again without recompiling. Connections opened meanwhile are
+        not traced. ``bench/ebpf_overhead.py`` alternates the two.
+        """
+        bpf = self._bpf
+        if bpf is None or self._suspended:
+            return
+        self._suspended = list(bpf.tracepoint_fds)
+        for tp in self._suspended:
+            bpf.detach_tracepoint(tp)
+
+    def resume(self) -> None:
+        """Attach the tracepoints :meth:`suspend` detached."""
+        bpf = self._bpf
+        if bpf is None or not self._suspended:
+            return
+        for tp in self._suspended:
+            name = tp.encode() if isinstance(tp, str) else tp
+            fn = b"tracepoint__" + name.replace(b":", b"__")
+            bpf.attach_tracepoint(tp=name, fn_name=fn)
+        self._suspended = []
 
     # ------------------------------------------------------------- internals
 
@@ -286,9 +323,10 @@ class EbpfCollector:
     def _run(self) -> None:
         last_tick = time.monotonic()
         last_rescan = last_tick
-        while not self._stop.is_set():
+        wait = self._stop.wait
+        while not wait(self.drain_interval):
             try:
-                self._poll_once(100)
+                self._poll_once(0)
                 now = time.monotonic()
                 if now - last_tick >= 1.0:
                     last_tick = now
@@ -303,10 +341,15 @@ class EbpfCollector:
                 time.sleep(0.05)
 
     def _poll_once(self, timeout_ms: int) -> None:
-        self._bpf.ring_buffer_poll(timeout_ms)
+        """Drain the ring buffer (waiting up to ``timeout_ms`` for a first record)."""
+        if timeout_ms:
+            self._bpf.ring_buffer_poll(timeout_ms)
+        self._bpf.ring_buffer_consume()
         records, self._records = self._records, []
-        if not records:
-            return
+        if records:
+            self._on_records(records)
+
+    def _on_records(self, records: list[bytes]) -> None:
         nbytes = 0
         handle = self._tracker.handle
         for rec in records:
@@ -326,6 +369,14 @@ class EbpfCollector:
             total += sum(int(per_cpu[i]) for i in range(len(per_cpu)))
         with self._lock:
             self._counts["lost_events"] = float(total)
+
+    def _on_request(self, conn: ConnectionInfo, request: HttpMessage) -> None:
+        join = self._join
+        if join is None:
+            return
+        parsed = parse_traceparent(request.header("traceparent"))
+        if parsed is not None:
+            join.expect(parsed[0], parsed[1], conn.server)
 
     def _on_exchange(self, conn: ConnectionInfo, exchange: Any, comm: str) -> None:
         resource = self._resolver.resource(conn.pid, comm)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import ctypes
 import ipaddress
-from dataclasses import dataclass
+import struct
 from enum import IntEnum
 from functools import lru_cache
+from typing import NamedTuple
 
 
 class EventKind(IntEnum):
@@ -86,24 +87,26 @@ def format_addr(family: int, raw: bytes) -> str:
     return ""
 
 
-@dataclass(frozen=True, slots=True)
-class RawEvent:
+class RawEvent(NamedTuple):
     """One kernel event: a connection opened or closed, or bytes moved on it.
 
     ``length`` is the true number of bytes the call moved; ``data`` holds the
-    first ``len(data)`` of them (fewer when the capture limit cut them).
+    first ``len(data)`` of them (fewer when the capture limit cut them). A
+    tuple, built positionally: the tracer makes one per read/write.
+    ``kind``/``role``/``direction``/``source`` hold the plain integer values of
+    :class:`EventKind`, :class:`Role`, :class:`Direction` and :class:`Source`.
     """
 
-    kind: EventKind
+    kind: int
     ts_ns: int  # CLOCK_MONOTONIC
     pid: int
     tid: int
     fd: int
     conn_id: int
     seq: int
-    role: Role
-    direction: Direction
-    source: Source
+    role: int
+    direction: int
+    source: int
     length: int
     data: bytes
     comm: str
@@ -117,26 +120,38 @@ class RawEvent:
         return len(self.data) < self.length
 
 
+# ts, conn_id, pid, tid, fd, len, cap, kind, dir, source, role, family, lport, rport, pad,
+# laddr, raddr, comm, seq, pad2: the same layout as EventHeader, read in one call.
+_HEADER = struct.Struct("<QQIIiIIBBBBHHHH16s16s16sII")
+assert _HEADER.size == HEADER_SIZE
+_unpack = _HEADER.unpack_from
+
+
+@lru_cache(maxsize=1024)
+def _comm(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
 def decode(record: bytes) -> RawEvent:
     """Decode one ring-buffer record (header followed by the captured bytes)."""
-    h = EventHeader.from_buffer_copy(record[:HEADER_SIZE])
-    data = record[HEADER_SIZE : HEADER_SIZE + h.cap]
+    (ts, conn_id, pid, tid, fd, length, cap, kind, direction, source, role, family,
+     lport, rport, _pad, laddr, raddr, comm, seq, _pad2) = _unpack(record)
     return RawEvent(
-        kind=EventKind(h.kind),
-        ts_ns=h.ts,
-        pid=h.pid,
-        tid=h.tid,
-        fd=h.fd,
-        conn_id=h.conn_id,
-        seq=h.seq,
-        role=Role(h.role) if h.role in (0, 1, 2) else Role.UNKNOWN,
-        direction=Direction(h.dir & 1),
-        source=Source(h.source & 1),
-        length=h.len,
-        data=bytes(data),
-        comm=h.comm.decode("utf-8", "replace"),
-        local_addr=format_addr(h.family, bytes(h.laddr)),
-        local_port=h.lport,
-        remote_addr=format_addr(h.family, bytes(h.raddr)),
-        remote_port=h.rport,
+        kind,
+        ts,
+        pid,
+        tid,
+        fd,
+        conn_id,
+        seq,
+        role if role <= 2 else 0,
+        direction & 1,
+        source & 1,
+        length,
+        record[HEADER_SIZE : HEADER_SIZE + cap],
+        _comm(comm),
+        format_addr(family, laddr),
+        lport,
+        format_addr(family, raddr),
+        rport,
     )

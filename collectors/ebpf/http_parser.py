@@ -443,7 +443,9 @@ class ExchangeAssembler:
     client (connected) connection the other way round.
     """
 
-    __slots__ = ("server", "_on_exchange", "_pending", "_interim", "requests", "responses")
+    __slots__ = (
+        "server", "_on_exchange", "_on_request", "_pending", "_interim", "requests", "responses"
+    )
 
     def __init__(
         self,
@@ -451,9 +453,12 @@ class ExchangeAssembler:
         on_exchange: Callable[[HttpExchange], None],
         *,
         body_limit: int = 4096,
+        on_request: Callable[[HttpMessage], None] | None = None,
     ) -> None:
         self.server = server
         self._on_exchange = on_exchange
+        #: Called with a request's head as soon as its headers are parsed.
+        self._on_request = on_request
         self._pending: deque[tuple[int, HttpMessage]] = deque()
         self._interim: list[int] = []
         self.requests = MessageStream(
@@ -496,6 +501,8 @@ class ExchangeAssembler:
         if len(self._pending) >= _MAX_PENDING:
             self._pending.popleft()
         self._pending.append((self.requests.current_index, msg))
+        if self._on_request is not None:
+            self._on_request(msg)
 
     def _request_done(self, msg: HttpMessage) -> None:
         # Replace the snapshot queued at headers-complete with the full message.

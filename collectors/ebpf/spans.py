@@ -8,7 +8,7 @@ carries a W3C ``traceparent`` joins that trace as a child of its parent span.
 
 from __future__ import annotations
 
-import os
+import random
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +20,8 @@ from .http_parser import HttpExchange, HttpMessage
 SCOPE_NAME = "apiward.ebpf"
 TRACEPARENT_ATTR = "apiward.ebpf.traceparent"
 
+# Ids as the OTel SDKs make them (random.getrandbits): no system call per span.
+_rand = random.getrandbits
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 
 
@@ -163,10 +165,10 @@ def exchange_to_span(
         trace_id, parent = parsed
         attrs[TRACEPARENT_ATTR] = traceparent
     else:
-        trace_id, parent = os.urandom(16).hex(), ""
+        trace_id, parent = f"{_rand(128) or 1:032x}", ""
     return make_span(
         trace_id=trace_id,
-        span_id=os.urandom(8).hex(),
+        span_id=f"{_rand(64) or 1:016x}",
         parent_span_id=parent,
         resource=resource,
         name=req.method or "HTTP",

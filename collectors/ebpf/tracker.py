@@ -14,10 +14,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .events import Direction, EventKind, RawEvent, Role, Source
-from .http_parser import ExchangeAssembler, HttpExchange
+from .http_parser import ExchangeAssembler, HttpExchange, HttpMessage
 from .spans import ConnectionInfo
 
+_OPEN = int(EventKind.OPEN)
+_CLOSE = int(EventKind.CLOSE)
+_TLS = int(Source.TLS)
+_INGRESS = int(Direction.INGRESS)
+_CLIENT = int(Role.CLIENT)
+
 OnExchange = Callable[[ConnectionInfo, HttpExchange, str], None]
+OnRequest = Callable[[ConnectionInfo, HttpMessage], None]
 
 
 @dataclass(slots=True)
@@ -53,7 +60,9 @@ class ConnectionTracker:
 
     ``on_exchange(connection, exchange, comm)`` is called for every finished
     exchange. ``resolve(pid, fd)`` may fill in socket ends the kernel did not
-    see. At most ``max_connections`` are tracked; the oldest is dropped first.
+    see. ``on_request(connection, request_head)``, when given, is called as
+    soon as a request's headers are parsed (before its exchange completes).
+    At most ``max_connections`` are tracked; the oldest is dropped first.
     """
 
     def __init__(
@@ -63,8 +72,10 @@ class ConnectionTracker:
         body_limit: int = 4096,
         max_connections: int = 16384,
         resolve: Callable[[int, int], tuple[str, int, str, int] | None] | None = None,
+        on_request: OnRequest | None = None,
     ) -> None:
         self._on_exchange = on_exchange
+        self.on_request = on_request
         self._body_limit = body_limit
         self._max = max_connections
         self._resolve = resolve
@@ -79,11 +90,11 @@ class ConnectionTracker:
 
     def handle(self, ev: RawEvent) -> None:
         key = (ev.pid, ev.fd)
-        if ev.kind == EventKind.OPEN:
+        if ev.kind == _OPEN:
             self._close(key, ev.ts_ns)
             self._open(ev)
             return
-        if ev.kind == EventKind.CLOSE:
+        if ev.kind == _CLOSE:
             self._close(key, ev.ts_ns)
             return
         conn = self._conns.get(key)
@@ -97,18 +108,18 @@ class ConnectionTracker:
             for each in conn.assemblers.values():
                 each.gap()
         conn.next_seq = ev.seq + 1
-        if ev.source == Source.TLS:
+        if ev.source == _TLS:
             conn.tls = True
         asm = conn.assemblers.get(ev.source)
         if asm is None:
-            asm = self._assembler(conn, ev.source == Source.TLS)
+            asm = self._assembler(conn, ev.source == _TLS)
             conn.assemblers[ev.source] = asm
         if asm.dead:
             return
         missing = ev.length - len(ev.data)
         if missing:
             self.truncated_events += 1
-        asm.feed(ev.direction == Direction.INGRESS, ev.data, ev.ts_ns, missing)
+        asm.feed(ev.direction == _INGRESS, ev.data, ev.ts_ns, missing)
 
     def close_all(self, ts_ns: int) -> None:
         for key in list(self._conns):
@@ -119,7 +130,7 @@ class ConnectionTracker:
             pid=ev.pid,
             fd=ev.fd,
             conn_id=ev.conn_id,
-            server=ev.role != Role.CLIENT,
+            server=ev.role != _CLIENT,
             comm=ev.comm,
             local_addr=ev.local_addr,
             local_port=ev.local_port,
@@ -141,7 +152,17 @@ class ConnectionTracker:
         def emit(exchange: HttpExchange) -> None:
             self._on_exchange(conn.info(tls), exchange, conn.comm)
 
-        return ExchangeAssembler(conn.server, emit, body_limit=self._body_limit)
+        on_request = self.on_request
+        if on_request is None:
+            return ExchangeAssembler(conn.server, emit, body_limit=self._body_limit)
+        hook = on_request
+
+        def started(request: HttpMessage) -> None:
+            hook(conn.info(tls), request)
+
+        return ExchangeAssembler(
+            conn.server, emit, body_limit=self._body_limit, on_request=started
+        )
 
     def _close(self, key: tuple[int, int], ts_ns: int) -> None:
         conn = self._conns.pop(key, None)

@@ -60,12 +60,16 @@ def test_full_queue_refuses_without_blocking_and_counts():
     state = State()
     p = Pipeline(state, [ServiceCountsEnricher()], queue_spans=10)  # loop not started
     assert p.offer(spans("a", 8), "otlp")
+    # Below capacity a converted batch still goes in (the bound may overshoot
+    # by one request: dropping spans already decoded would waste the work).
+    assert p.offer(spans("a", 8), "otlp")
+    assert p.queue_depth == 16
     assert not p.offer(spans("a", 8), "otlp")
     assert p.stats.dropped[("otlp", "queue_full")] == 8
     p.drain()
     assert p.offer(spans("a", 8), "otlp")
     p.stop()
-    assert state.services["a"] == 16
+    assert state.services["a"] == 24
 
 
 def test_stop_drains_everything_accepted():

@@ -6,12 +6,10 @@ import re
 
 import pytest
 
-from agent.model import SOURCE_EBPF, SOURCE_OTLP, Resource, Span, SpanKind, make_span
 from collectors.ebpf.events import HEADER_SIZE, EventHeader, decode
-from collectors.ebpf.join import JOINED_ATTR, JoiningSink
 from collectors.ebpf.procinfo import parse_cgroup, parse_proc_net_tcp, workload_name
 from collectors.ebpf.program import ProgramOptions, render_program
-from collectors.ebpf.spans import TRACEPARENT_ATTR, parse_traceparent
+from collectors.ebpf.spans import parse_traceparent
 
 
 def test_render_fills_every_placeholder() -> None:
@@ -125,96 +123,6 @@ def test_parse_traceparent() -> None:
     assert parse_traceparent(tp) == ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331")
     assert parse_traceparent("00-" + "0" * 32 + "-b7ad6b7169203331-01") is None
     assert parse_traceparent("garbage") is None
-
-
-# ------------------------------------------------------------------------ join
-
-
-class MemorySink:
-    """In-memory SpanSink the tests assert on."""
-
-    def __init__(self) -> None:
-        self.spans: list[tuple[str, Span]] = []
-
-    def offer(self, batch: list[Span], source: str) -> bool:
-        self.spans.extend((source, s) for s in batch)
-        return True
-
-    def count_rejected(self, source: str, reason: str, n: int) -> None:
-        pass
-
-
-TRACE = "0af7651916cd43dd8448eb211c80319c"
-PARENT = "b7ad6b7169203331"
-
-
-def _ebpf_span() -> Span:
-    return make_span(
-        trace_id=TRACE, span_id="1111111111111111", parent_span_id=PARENT,
-        resource=Resource("orders"), name="GET", kind=SpanKind.SERVER, start_ns=1, end_ns=2,
-        attributes={
-            "http.request.method": "GET", "url.path": "/o/1",
-            "http.request.header.authorization": ["Bearer x"],
-            "http.response.body": '{"ssn": "1"}',
-            TRACEPARENT_ATTR: f"00-{TRACE}-{PARENT}-01",
-        },
-        source=SOURCE_EBPF,
-    )
-
-
-def _sdk_span() -> Span:
-    return make_span(
-        trace_id=TRACE, span_id="2222222222222222", parent_span_id=PARENT,
-        resource=Resource("orders"), name="GET /o/{id}", kind=SpanKind.SERVER, start_ns=1, end_ns=3,
-        attributes={"http.request.method": "GET", "http.route": "/o/{id}", "url.path": "/o/1"},
-    )
-
-
-def test_join_merges_evidence_into_the_sdk_span() -> None:
-    inner = MemorySink()
-    sink = JoiningSink(inner, hold_seconds=60)
-    assert sink.offer([_ebpf_span()], SOURCE_EBPF)
-    assert inner.spans == []  # held, waiting for its SDK twin
-    sink.offer([_sdk_span()], SOURCE_OTLP)
-    ((source, span),) = inner.spans
-    assert source == SOURCE_OTLP and span.span_id == "2222222222222222"
-    assert span.http is not None and span.http.route == "/o/{id}"
-    assert span.http.request_headers["authorization"] == "Bearer x"
-    assert span.http.response_body == '{"ssn": "1"}'
-    assert span.attributes[JOINED_ATTR] is True
-    sink.close()
-
-
-def test_join_releases_unmatched_spans_after_hold() -> None:
-    inner = MemorySink()
-    sink = JoiningSink(inner, hold_seconds=0.0)
-    sink.offer([_ebpf_span()], SOURCE_EBPF)
-    sink.offer([], SOURCE_OTLP)
-    assert [s.span_id for _, s in inner.spans] == ["1111111111111111"]
-    sink.close()
-
-
-def test_join_drops_ebpf_duplicate_of_an_earlier_sdk_span() -> None:
-    inner = MemorySink()
-    sink = JoiningSink(inner, hold_seconds=60)
-    sink.offer([_sdk_span()], SOURCE_OTLP)
-    sink.offer([_ebpf_span()], SOURCE_EBPF)
-    sink.close()
-    assert [s.span_id for _, s in inner.spans] == ["2222222222222222"]
-    assert sink.duplicates == 1
-
-
-def test_spans_without_traceparent_pass_straight_through() -> None:
-    inner = MemorySink()
-    sink = JoiningSink(inner, hold_seconds=60)
-    span = make_span(
-        trace_id=TRACE, span_id="3333333333333333", parent_span_id="", resource=Resource("x"),
-        name="GET", kind=SpanKind.SERVER, start_ns=1, end_ns=2, source=SOURCE_EBPF,
-        attributes={"http.request.method": "GET"},
-    )
-    sink.offer([span], SOURCE_EBPF)
-    assert [s.span_id for _, s in inner.spans] == ["3333333333333333"]
-    sink.close()
 
 
 def test_import_does_not_pull_in_bcc() -> None:
