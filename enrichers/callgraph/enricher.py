@@ -51,6 +51,7 @@ from agent.model import (
     NodeKind,
     Span,
     SpanKind,
+    StatusCode,
     auth_evidence,
     ns_to_iso,
     tls_evidence,
@@ -76,6 +77,9 @@ MAX_EDGE_ENDPOINTS = 200
 _CACHE_MAX = 8192
 _MISKINDS = (SpanKind.INTERNAL, SpanKind.UNSPECIFIED)
 _NS = 1_000_000_000
+_ERROR = StatusCode.ERROR
+#: what tls_evidence reads from a URL scheme (anything else: look at the URL)
+_SCHEME_TLS = {"https": True, "http": False}
 
 
 @dataclass(slots=True)
@@ -253,50 +257,73 @@ class CallGraphPart:
         return n
 
     def record(self, call: Call) -> None:
-        key = (call.client, call.server, call.connection_type)
+        """Count one call into its edge."""
+        self.add(call.client, call.server, call.connection_type, call.span, call.client_span,
+                 call.server_span, call.tls, call.auth, call.endpoint)
+
+    def add(
+        self, client: str, server: str, ctype: str, span: Span, client_span: Span | None,
+        server_span: Span | None, tls: bool | None, auth: tuple[str, ...] | None,
+        ep: Endpoint | None,
+    ) -> None:
+        """:meth:`record` from the parts of a call (the enricher's hot path: no Call read)."""
+        key = (client, server, ctype)
         e = self._edges.get(key)
         if e is None:
             if len(self._edges) >= self.max_edges:
                 self.dropped_edges += 1
                 return
-            e = EdgeStats(*key)
+            e = EdgeStats(client, server, ctype)
             self._edges[key] = e
         e.calls += 1
-        span = call.span
-        if span.is_error:
+        # Span.is_error, inlined
+        if span.status_code == _ERROR:
             e.errors += 1
+        else:
+            http = span.http
+            if http is not None and http.status_code >= 500:
+                e.errors += 1
+            else:
+                rpc = span.rpc
+                if rpc is not None and rpc.grpc_status is not None and rpc.grpc_status != 0:
+                    e.errors += 1
         # LatencySketch.add_ns, inlined (one log2 and one dict update), server then client side
-        for s, sk in ((call.server_span, e.server_latency), (call.client_span, e.client_latency)):
+        for s, sk in ((server_span, e.server_latency), (client_span, e.client_latency)):
             if s is None:
                 continue
             sk.count += 1
             d = s.end_ns - s.start_ns
             if d > 0:
                 k = ceil(log2(d * 1e-9) * MULT)
-                sk.bins[k] = sk.bins.get(k, 0) + 1
+                b = sk.bins
+                b[k] = b.get(k, 0) + 1
             else:
                 sk.zero += 1
         ts = span.end_ns or span.start_ns
-        if not e.first_ns or ts < e.first_ns:
-            e.first_ns = ts
         if ts > e.last_ns:
             e.last_ns = ts
-        if call.tls is True:
+        if not e.first_ns or ts < e.first_ns:
+            e.first_ns = ts
+        if tls is True:
             e.tls_yes += 1
-        elif call.tls is False:
+        elif tls is False:
             e.tls_no += 1
-        if call.auth is None:
+        if auth is None:
             e.auth_unknown += 1
-        elif not call.auth:
+        elif not auth:
             e.unauthenticated += 1
         else:
-            for a in call.auth:
-                e.auth[a] = e.auth.get(a, 0) + 1
-        ep = call.endpoint
+            ea = e.auth
+            for a in auth:
+                ea[a] = ea.get(a, 0) + 1
         if ep is not None:
             ek = f"{ep.method} {ep.route}"
-            if ek in e.endpoints or len(e.endpoints) < MAX_EDGE_ENDPOINTS:
-                e.endpoints[ek] = e.endpoints.get(ek, 0) + 1
+            eps = e.endpoints
+            n = eps.get(ek)
+            if n is not None:
+                eps[ek] = n + 1
+            elif len(eps) < MAX_EDGE_ENDPOINTS:
+                eps[ek] = 1
 
     def edges(self) -> Iterable[EdgeStats]:
         return list(self._edges.values())
@@ -392,20 +419,24 @@ class _Pending:
         return self.span.trace_id
 
 
-def _combine_tls(a: bool | None, b: bool | None) -> bool | None:
-    if a or b:
-        return True
-    if a is False or b is False:
-        return False
+def _tls(span: Span) -> bool | None:
+    """:func:`tls_evidence`, without its attribute reads when no ``tls.*`` attribute is there."""
+    a = span.attributes
+    if "tls.protocol.version" in a or "tls.established" in a or "tls.cipher" in a:
+        return tls_evidence(span)
+    http = span.http
+    if http is not None:
+        scheme = http.scheme
+        if scheme == "https":
+            return True
+        if scheme == "http":
+            return False
+        url = http.url
+        if url.startswith("https://"):
+            return True
+        if url.startswith("http://"):
+            return False
     return None
-
-
-def _combine_auth(a: tuple[str, ...] | None, b: tuple[str, ...] | None) -> tuple[str, ...] | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return tuple(sorted(set(a) | set(b)))
 
 
 def _auth(span: Span) -> tuple[str, ...] | None:
@@ -470,6 +501,8 @@ class CallGraphEnricher(Enricher):
         self._replay_since_tick = False
         self._out: list[Call] = []
         self._part: CallGraphPart | None = None
+        #: the inventory's record_caller, when there is an inventory
+        self._note: Any = None
         self._state: State | None = None
 
     # ------------------------------------------------------------------ plumbing
@@ -483,6 +516,7 @@ class CallGraphEnricher(Enricher):
             self._virtual_cache.clear()
         self._part = part
         self._state = state
+        self._note = getattr(state.parts.get("inventory"), "record_caller", None)
         return part
 
     @property
@@ -503,49 +537,79 @@ class CallGraphEnricher(Enricher):
         clients, servers, gone = self._clients, self._servers, self._gone
         fifo_append = self._fifo.append
         get_ep = endpoints.get
-        for span in batch:
-            res = span.resource
-            ts = span.end_ns
-            if res is not last_res:  # spans of one resource arrive together
-                last_res = res
-                nid, nkind = self._own(span)
-                info = nodes.get(nid)
-            elif info is not None:
-                if ts > info.last_ns:
-                    info.last_ns = ts
-                elif ts and ts < info.first_ns:
-                    info.first_ns = ts
-            kind = span.kind
-            src_replay = span.source == SOURCE_REPLAY
-            if src_replay:
-                replay = True
-            if kind == server:
-                parent = span.parent_span_id
-                if parent and parent not in clients and parent not in servers and parent not in gone:
-                    # the first of its kind to wait for this client: file it (inlined
-                    # _server_side, the path most server spans take)
-                    p = _Pending(span, nid, nkind, get_ep(span.span_id), expires, False,
-                                 src_replay, (parent,))
-                    servers[parent] = p
-                    fifo_append(p)
-                else:
+        emit_pair = self._emit_pair
+        paired = 0
+        try:
+            for span in batch:
+                res = span.resource
+                ts = span.end_ns
+                if res is not last_res:  # spans of one resource arrive together
+                    last_res = res
+                    nid, nkind = self._own(span)
+                    info = nodes.get(nid)
+                elif info is not None:
+                    if ts > info.last_ns:
+                        info.last_ns = ts
+                    elif ts and ts < info.first_ns:
+                        info.first_ns = ts
+                kind = span.kind
+                src_replay = span.source == SOURCE_REPLAY
+                if src_replay:
+                    replay = True
+                if kind == server:
+                    # The common cases of _server_side, spelled out: the client is
+                    # waiting (pair now), or nothing waits under the parent (file it).
+                    parent = span.parent_span_id
+                    if parent:
+                        cli = clients.get(parent)
+                        if cli is None:
+                            if parent not in servers and parent not in gone:
+                                p = _Pending(span, nid, nkind, get_ep(span.span_id), expires, False,
+                                             src_replay, (parent,))
+                                servers[parent] = p
+                                fifo_append(p)
+                                continue
+                        else:
+                            cspan = cli.span
+                            if cspan.kind == client and cspan.trace_id == span.trace_id and not cli.done:
+                                del clients[parent]  # _done(cli): filed under its own id only
+                                cli.done = cli.paired = True
+                                paired += 1
+                                emit_pair(cli.node, nid, cli.kind, nkind, cspan, span,
+                                          get_ep(span.span_id) or cli.endpoint)
+                                continue
                     self._server_side(span, nid, nkind, endpoints, expires)
-            elif kind == client and span.db is None:
-                sid = span.span_id
-                if sid not in servers and sid not in gone:  # inlined _client_side: wait
-                    p = _Pending(span, nid, nkind, get_ep(sid), expires, True, src_replay, (sid,))
-                    clients[sid] = p
-                    fifo_append(p)
-                else:
+                elif kind == client and span.db is None:
+                    # The common cases of _client_side: one SERVER span waits for this
+                    # client (pair now), or nothing does (file it).
+                    sid = span.span_id
+                    w = servers.get(sid)
+                    if w is None:
+                        if sid not in gone:
+                            p = _Pending(span, nid, nkind, get_ep(sid), expires, True, src_replay, (sid,))
+                            clients[sid] = p
+                            fifo_append(p)
+                            continue
+                    elif type(w) is _Pending:
+                        sspan = w.span
+                        if sspan.kind == server and sspan.trace_id == span.trace_id and not w.done:
+                            del servers[sid]  # _done(w): a SERVER waits under its parent only
+                            w.done = w.paired = True
+                            paired += 1
+                            emit_pair(nid, w.node, nkind, w.kind, span, sspan, w.endpoint or get_ep(sid))
+                            continue
                     self._client_side(span, nid, nkind, endpoints, expires, True)
-            elif span.db is not None and (kind == client or kind in _MISKINDS):
-                self._database(span, nid, nkind, endpoints)
-            elif kind == consumer:
-                self._server_side(span, nid, nkind, endpoints, expires)
-            elif kind == producer:
-                self._client_side(span, nid, nkind, endpoints, expires, True)
-            else:
-                self._miskind(span, nid, nkind, endpoints, expires)
+                elif span.db is not None and (kind == client or kind in _MISKINDS):
+                    self._database(span, nid, nkind, endpoints)
+                elif kind == consumer:
+                    self._server_side(span, nid, nkind, endpoints, expires)
+                elif kind == producer:
+                    self._client_side(span, nid, nkind, endpoints, expires, True)
+                else:
+                    self._miskind(span, nid, nkind, endpoints, expires)
+        finally:
+            if paired:
+                part.counters["paired"] += paired
         if replay:
             self._replay_since_tick = True
         self._enforce_capacity()
@@ -592,20 +656,88 @@ class CallGraphEnricher(Enricher):
         return []
 
     def _flush(self, state: State) -> list[Finding]:
+        """Publish the calls emitted since the last flush (they are recorded already)."""
         if self._out:
             calls = self._out
             self._out = []
             state.batch.calls.extend(calls)
-            part = self._part
-            assert part is not None
-            inv = state.parts.get("inventory")
-            note = getattr(inv, "record_caller", None)
-            record = part.record
-            for c in calls:
-                record(c)
-                if note is not None and c.endpoint is not None and c.server_span is not None:
-                    note(c.endpoint, c.client)
         return []
+
+    def _emit(
+        self, cnode: str, snode: str, ckind: NodeKind, skind: NodeKind, ctype: str, span: Span,
+        cspan: Span | None, sspan: Span | None, ep: Endpoint | None, tls: bool | None,
+        auth: tuple[str, ...] | None,
+    ) -> None:
+        """Publish one call: count it into its edge, tell the inventory its caller."""
+        self._out.append(Call(cnode, snode, ckind, skind, ctype, span, cspan, sspan, ep, tls, auth))
+        part = self._part
+        assert part is not None
+        part.add(cnode, snode, ctype, span, cspan, sspan, tls, auth, ep)
+        note = self._note
+        if note is not None and ep is not None and sspan is not None:
+            note(ep, cnode)
+
+    def _emit_pair(
+        self, cnode: str, snode: str, ckind: NodeKind, skind: NodeKind, cspan: Span, sspan: Span,
+        ep: Endpoint | None,
+    ) -> None:
+        """:meth:`_emit` for a client span paired with its server span (the hot path:
+        ``_ctype``, ``_tls``/``_auth`` of both sides and :meth:`CallGraphPart.add`
+        inlined for the common case)."""
+        http = sspan.http
+        if (
+            http is not None and skind != NodeKind.FUNCTION and sspan.db is None
+            and sspan.messaging is None and sspan.rpc is None
+        ):
+            ctype = "http"  # what _ctype says for a plain HTTP server span
+        else:
+            ctype = self._ctype(cspan, sspan, skind)
+        # Evidence of both sides: TLS (True wins, False beats unknown) and the union
+        # of the authentication schemes. Most spans have no tls.* attribute, no
+        # captured header, no query and no enduser.id.
+        ca = cspan.attributes
+        ch = cspan.http
+        if "tls.protocol.version" in ca or "tls.established" in ca or "tls.cipher" in ca:
+            tls = tls_evidence(cspan)
+        elif ch is not None:
+            tls = _SCHEME_TLS.get(ch.scheme)
+            if tls is None:
+                tls = _tls(cspan)
+        else:
+            tls = _tls(cspan)
+        if tls is not True:
+            sa = sspan.attributes
+            if "tls.protocol.version" in sa or "tls.established" in sa or "tls.cipher" in sa:
+                t2 = tls_evidence(sspan)
+            elif http is not None:
+                t2 = _SCHEME_TLS.get(http.scheme)
+                if t2 is None:
+                    t2 = _tls(sspan)
+            else:
+                t2 = _tls(sspan)
+            if t2 is not None:
+                tls = t2
+        if (
+            (ch is None or not (ch.request_headers or ch.query)) and not cspan.enduser_id
+            and "tls.client.certificate" not in ca and "tls.client.subject" not in ca
+            and "tls.client.hash.sha256" not in ca
+        ):
+            auth = _auth(sspan)
+        else:
+            auth = auth_evidence(cspan)
+            if auth is not None:
+                a2 = _auth(sspan)
+                if a2 is not None:
+                    auth = tuple(sorted(set(auth) | set(a2)))
+            else:
+                auth = _auth(sspan)
+        self._out.append(Call(cnode, snode, ckind, skind, ctype, sspan, cspan, sspan, ep, tls, auth))
+        note = self._note
+        if note is not None and ep is not None:
+            note(ep, cnode)
+        part = self._part
+        assert part is not None
+        part.add(cnode, snode, ctype, sspan, cspan, sspan, tls, auth, ep)
 
     # ------------------------------------------------------------------ roles
     def _own(self, span: Span) -> tuple[str, NodeKind]:
@@ -639,10 +771,8 @@ class CallGraphEnricher(Enricher):
                 internal=self.classifier.is_internal(db.server_address) if db.server_address else None,
             )
         part.counters["immediate"] += 1
-        self._out.append(Call(
-            cid, sid, ckind, NodeKind.DATABASE, "database", span, span, None,
-            endpoints.get(span.span_id), tls_evidence(span), _auth(span),
-        ))
+        self._emit(cid, sid, ckind, NodeKind.DATABASE, "database", span, span, None,
+                   endpoints.get(span.span_id), _tls(span), _auth(span))
 
     def _client_side(
         self, span: Span, nid: str, kind: NodeKind, endpoints: dict[str, Any], expires: int,
@@ -833,13 +963,8 @@ class CallGraphEnricher(Enricher):
             self._done(srv)
         srv.paired = True
         self._part.counters["paired"] += 1
-        ctype = self._ctype(cspan, sspan, srv.kind)
-        self._out.append(Call(
-            cli.node, srv.node, cli.kind, srv.kind, ctype, sspan, cspan, sspan,
-            srv.endpoint or cli.endpoint,
-            _combine_tls(tls_evidence(cspan), tls_evidence(sspan)),
-            _combine_auth(_auth(cspan), _auth(sspan)),
-        ))
+        self._emit_pair(cli.node, srv.node, cli.kind, srv.kind, cspan, sspan,
+                        srv.endpoint or cli.endpoint)
 
     @staticmethod
     def _ctype(cspan: Span | None, sspan: Span | None, server_kind: NodeKind) -> str:
@@ -922,10 +1047,8 @@ class CallGraphEnricher(Enricher):
         else:
             sid, skind = self._virtual(span)
             ctype = connection_type(span) or "http"
-        self._out.append(Call(
-            p.node, sid, p.kind, skind, ctype, span, span, None, p.endpoint,
-            tls_evidence(span), _auth(span),
-        ))
+        self._emit(p.node, sid, p.kind, skind, ctype, span, span, None, p.endpoint,
+                   _tls(span), _auth(span))
 
     def _virtual(self, span: Span) -> tuple[str, NodeKind]:
         part = self._part
@@ -995,10 +1118,8 @@ class CallGraphEnricher(Enricher):
         ctype = ctype or connection_type(span) or "http"
         if not p.keys:
             part.counters["immediate"] += 1
-        self._out.append(Call(
-            cid, p.node, ckind, p.kind, ctype, span, None, span, p.endpoint,
-            tls_evidence(span), _auth(span),
-        ))
+        self._emit(cid, p.node, ckind, p.kind, ctype, span, None, span, p.endpoint,
+                   _tls(span), _auth(span))
 
     def _caller(self, span: Span) -> tuple[str, NodeKind]:
         part = self._part

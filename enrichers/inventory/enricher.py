@@ -31,10 +31,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import repeat
 from math import ceil, log2
+from operator import attrgetter, contains, lt, mul, sub
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +83,20 @@ _CACHE_MAX = 16_384
 _NOT_SERVED = (404, 405)
 _MISKINDS = (SpanKind.INTERNAL, SpanKind.UNSPECIFIED)
 _DAY = 86_400
+_ERROR = StatusCode.ERROR
+_END = attrgetter("end_ns")
+_START = attrgetter("start_ns")
+_HTTP = attrgetter("http")
+_RPC = attrgetter("rpc")
+_ATTRS = attrgetter("attributes")
+_ENDUSER = attrgetter("enduser_id")
+_TRACE = attrgetter("trace_id")
+_STATUS = attrgetter("status_code")
+_QUERY = attrgetter("query")
+_REQ_HEADERS = attrgetter("request_headers")
+_RESP_HEADERS = attrgetter("response_headers")
+_STATUS_CODE = attrgetter("status_code")
+_POSITIVE = partial(lt, 0)  # _POSITIVE(d): 0 < d
 
 
 @dataclass(slots=True)
@@ -532,6 +549,68 @@ class InventoryPart:
                 rec.pend_traces.append(span.trace_id)
                 rec.pend_spans.append(span.span_id)
 
+    def observe_many(self, rec: EndpointRecord, spans: list[Span]) -> None:
+        """:meth:`observe` of each span, in order; a column at a time when nothing
+        order-dependent can happen (no minute boundary, no revival, no shadow/zombie
+        observation, no query, header, identity or client certificate to read)."""
+        n = len(spans)
+        if n < 3 or rec.deprecated or rec.documented is False:
+            for span in spans:
+                self.observe(span, rec)
+            return
+        ends = list(map(_END, spans))
+        hi = max(ends)
+        last = rec.last_ns
+        views = list(map(_HTTP, spans))
+        attrs = list(map(_ATTRS, spans))
+        if (
+            0 in ends or hi >= rec.next_minute_ns or not all(views)
+            or (last and hi - last > self.dormant_after_ns)
+            or any(map(_RPC, spans)) or any(map(_QUERY, views)) or any(map(_REQ_HEADERS, views))
+            or any(map(_RESP_HEADERS, views)) or any(map(_ENDUSER, spans))
+            or any(map(contains, attrs, repeat("tls.client.certificate")))
+            or any(map(contains, attrs, repeat("tls.client.subject")))
+            or any(map(contains, attrs, repeat("tls.client.hash.sha256")))
+        ):
+            for span in spans:
+                self.observe(span, rec)
+            return
+        if hi > last:
+            rec.last_ns = hi
+        lo = min(ends)
+        if lo < rec.first_ns or not rec.first_ns:
+            rec.first_ns = lo
+        rec.calls += n
+        # LatencySketch.add_ns of every duration (the same float operations, in C loops)
+        sk = rec.sketch
+        sk.count += n
+        durations = list(map(sub, ends, map(_START, spans)))
+        positive = list(filter(_POSITIVE, durations))
+        if len(positive) != n:
+            sk.zero += n - len(positive)
+        b = sk.bins
+        get = b.get
+        for k in map(ceil, map(mul, map(log2, map(mul, positive, repeat(1e-9))), repeat(MULT))):
+            b[k] = get(k, 0) + 1
+        rec.traces.extend(map(_TRACE, spans))
+        codes = list(map(_STATUS_CODE, views))
+        st = rec.status
+        served = rec.served
+        errors = 0
+        for code, c in Counter(codes).items():
+            if code:
+                st[code] = st.get(code, 0) + c
+                if code >= 500:
+                    errors += c
+            if not served and code not in _NOT_SERVED:
+                served = True
+        if _ERROR in map(_STATUS, spans):  # status ERROR with a code below 500 is an error too
+            errors = sum(1 for sc, code in zip(map(_STATUS, spans), codes, strict=True)
+                         if sc == _ERROR or code >= 500)
+        rec.errors += errors
+        if served:
+            rec.served = True
+
     def record_caller(self, endpoint: Endpoint, caller: str) -> None:
         """Called by the call graph for each call it pairs or resolves."""
         rec = self.records.get((endpoint.service, endpoint.method, endpoint.route))
@@ -844,11 +923,13 @@ class InventoryEnricher(Enricher):
         live = part.live
         flagged = part.flagged_services
         record_for = part.record_for
-        observe = part.observe
         client_endpoint = part.client_endpoint
         server = SpanKind.SERVER
         client = SpanKind.CLIENT
         miskinds = _MISKINDS
+        # Spans are counted per record after the loop, in their order (records are
+        # independent, and nothing in the loop reads what counting changes).
+        groups: dict[int, tuple[EndpointRecord, list[Span]]] = {}
         for span in batch:
             http = span.http
             if http is None and span.rpc is None:
@@ -858,7 +939,11 @@ class InventoryEnricher(Enricher):
                 rec = record_for(span)
                 if rec is None:
                     continue
-                observe(span, rec)
+                g = groups.get(id(rec))
+                if g is None:
+                    groups[id(rec)] = (rec, [span])
+                else:
+                    g[1].append(span)
                 ep = rec._ep
                 if ep is None or ep.route is not rec.route:
                     ep = rec.endpoint
@@ -878,6 +963,9 @@ class InventoryEnricher(Enricher):
                 ep = client_endpoint(span)
                 if ep is not None:
                     endpoints[span.span_id] = ep
+        observe_many = part.observe_many
+        for rec, spans in groups.values():
+            observe_many(rec, spans)
         part.data_clock_ns = clock
         if live:
             part.data_wall_ns = time.time_ns()
