@@ -38,10 +38,10 @@ from enrichers.abuse import (
 from enrichers.abuse.baselines import AbuseState
 from enrichers.abuse.context import EndpointRef, Request
 from enrichers.abuse.findings import FindingSink
-from enrichers.abuse.identity import Identifier
+from enrichers.abuse.identity import NOBODY, Identifier
 from enrichers.abuse.properties import WRITE_METHODS, MassAssignmentCheck
 from enrichers.abuse.routes import RouteInfo, object_id, path_user, route_info, template_path
-from enrichers.abuse.rows import CHUNK, ROW, Rows
+from enrichers.abuse.rows import CHUNK, Rows
 from enrichers.abuse.settings import AbuseSettings
 from enrichers.abuse.windows import build_frame, update_baselines
 from enrichers.base import Enricher
@@ -66,6 +66,10 @@ _SUSPICIOUS_QUERY = re.compile(
 )
 
 
+def _no_append(_value: Any) -> None:  # pragma: no cover - replaced before the first row
+    raise AssertionError("no open window")
+
+
 class AbuseEnricher(Enricher):
     """Abuse, anomaly and OWASP API Top 10 detections (State part ``abuse``)."""
 
@@ -88,6 +92,7 @@ class AbuseEnricher(Enricher):
         )
         self._edges: dict[tuple[str, str], tuple[EndpointRef, bool]] = {}
         self._last_rows_wall = 0.0
+        self._wm_wall: float | None = None  # wall time (monotonic) the watermark last moved
 
     # ------------------------------------------------------------------ helpers
     def state(self, state: State) -> AbuseState:
@@ -122,6 +127,15 @@ class AbuseEnricher(Enricher):
             ref = self._eps[key] = EndpointRef(key, service, "", "", _EDGE_INFO, edge_server=host)
         return ref, unsafe_consumption.is_external_host(host, self.internal_domains)
 
+    def _stale(self, now: float) -> bool:
+        """Span time has not advanced for a window plus lateness of wall time (the timer
+        starts again, so a standing span clock closes one window per such period)."""
+        s = self.settings
+        if self._wm_wall is not None and now - self._wm_wall >= s.window_seconds + s.lateness_seconds:
+            self._wm_wall = now
+            return True
+        return False
+
     def _forget_endpoints(self) -> None:
         # Bounded caches: open windows resolve their endpoint keys through _eps, so a
         # window that straddles this loses its window findings once (counted nowhere).
@@ -129,20 +143,22 @@ class AbuseEnricher(Enricher):
         self._refs.clear()
         self._edges.clear()
 
-    def _rows(self, st: AbuseState, ts: int) -> tuple[list[ROW], int, int]:
-        """The open window's row list for span time ``ts`` and the span-time range it takes
-        without another lookup (empty for a late span)."""
+    def _rows(self, st: AbuseState, ts: int) -> tuple[Rows, int, int]:
+        """The open window for span time ``ts`` and the span-time range it takes without
+        another lookup. Late spans (of windows already closed) are counted in the oldest
+        open window, so that window's range starts at the smallest integer."""
         wn = self.settings.window_ns
         win = ts // wn
-        late = win <= st.closed_upto
-        if late:
-            win = st.closed_upto + 1  # late span: counted in the oldest open window
+        first = st.closed_upto + 1
+        if win <= first:
+            win = first
+            lo = -(2**63)
+        else:
+            lo = win * wn
         rows = st.rows.get(win)
         if rows is None:
             rows = st.rows[win] = Rows()
-        if late:
-            return rows.items, 0, 0
-        return rows.items, win * wn, (win + 1) * wn
+        return rows, lo, (win + 1) * wn
 
     # ------------------------------------------------------------------ process
     def process(self, batch: Sequence[Span], state: State) -> Iterable[Finding]:  # noqa: C901 - the hot loop, inlined
@@ -168,8 +184,9 @@ class AbuseEnricher(Enricher):
         versions_of = st.versions_of
         headers_seen = st.headers_seen
         suspicious = self._suspicious.search
-        items: list[ROW] = []
+        add_outbound = st.traces.add_outbound
         lo = hi = 0
+        a_ts = a_end = a_ep = a_who = a_st = a_sz = a_oid = a_tr = _no_append
         for span in batch:
             http = span.http
             if http is None:
@@ -180,7 +197,8 @@ class AbuseEnricher(Enricher):
             kind = span.kind
             ts = span.start_ns
             if not lo <= ts < hi:
-                items, lo, hi = self._rows(st, ts)
+                rows, lo, hi = self._rows(st, ts)
+                a_ts, a_end, a_ep, a_who, a_st, a_sz, a_oid, a_tr = rows.appenders()
             if kind in _OUT_KINDS:
                 host = http.server_address
                 if not host:
@@ -191,15 +209,24 @@ class AbuseEnricher(Enricher):
                 if edge is None:
                     edge = edges[(span.service, host)] = self._edge(span.service, host.lower())
                 eref, external = edge
-                ssrf.on_outbound(span, eref.edge_server, st, sink)
+                tid = span.trace_id
+                facts = add_outbound(tid, (span.service, eref.edge_server, span.span_id), ts)
+                if facts is not None and facts.url_params:
+                    ssrf.match(tid, facts, sink, ts)
                 if http.scheme == "http" or http.url.startswith("http://"):
                     sk = server_kinds.get(span.span_id) if server_kinds else None
                     if sk is NodeKind.EXTERNAL or (sk is None and external):
                         unsafe_consumption.check_plaintext_third_party(
                             span, eref.edge_server, sk, self.internal_domains, sink
                         )
-                items.append((ts, span.end_ns, eref.key, "", http.status_code, http.response_body_size, "",
-                               "", -1, span.trace_id))
+                a_ts(ts)
+                a_end(span.end_ns)
+                a_ep(eref.key)
+                a_who(NOBODY)
+                a_st(http.status_code)
+                a_sz(http.response_body_size)
+                a_oid("")
+                a_tr(tid)
                 continue
             if kind not in _SERVER_KINDS:
                 continue
@@ -218,8 +245,14 @@ class AbuseEnricher(Enricher):
             who = ident.identify(span, http, callers.get(span.span_id, "") if callers else "")
             status = http.status_code
             size = http.response_body_size
-            items.append((ts, span.end_ns, ref.key, who.client, status, size,
-                          object_id(info, http.path) if info.params else "", who.uac, who.auth, span.trace_id))
+            a_ts(ts)
+            a_end(span.end_ns)
+            a_ep(ref.key)
+            a_who(who)
+            a_st(status)
+            a_sz(size)
+            a_oid(object_id(info, http.path) if info.params else "")
+            a_tr(span.trace_id)
             # Per-request checks, each behind a cheap precondition; the Request is built
             # only for the few spans that reach one.
             req: Request | None = None
@@ -282,16 +315,21 @@ class AbuseEnricher(Enricher):
                     if len(vs) > 1 and info.version < max(vs):
                         req = req or Request(span, http, ref, who, ts, status)
                         versions.check(req, st, sink)
+        now = time.monotonic()
+        if wm != st.watermark_ns or self._wm_wall is None:
+            self._wm_wall = now
         st.watermark_ns = wm
-        self._last_rows_wall = time.monotonic()
+        self._last_rows_wall = now
         open_rows = 0
         for rows in st.rows.values():
-            if len(rows.items) >= CHUNK:
+            if rows.pending >= CHUNK:
                 rows.compact()
             open_rows += len(rows)
-        if open_rows >= s.max_rows:
-            # Span time stands still (stale or repeated timestamps): evaluate what is open
-            # rather than hold an unbounded pile of rows.
+        if open_rows >= s.max_rows or (open_rows and self._stale(now)):
+            # Span time stands still (stale or repeated timestamps: a replayed recording
+            # looped, clocks far behind): evaluate what is open once a window's worth of
+            # wall time has passed, or at the row bound, rather than hold an unbounded
+            # pile of rows in one ever-growing "window".
             self._close(st, sink, None)
         else:
             self._close(st, sink, wm - int(s.lateness_seconds * 1e9))
@@ -342,8 +380,8 @@ class AbuseEnricher(Enricher):
         s = self.settings
         sink = FindingSink()
         idle = time.monotonic() - self._last_rows_wall
-        if idle >= s.window_seconds + s.lateness_seconds:
-            self._close(st, sink, None)  # traffic went quiet: evaluate what is open
+        if idle >= s.window_seconds + s.lateness_seconds or self._stale(time.monotonic()):
+            self._close(st, sink, None)  # traffic went quiet, or span time stands still
         elif abs(now_ns - st.watermark_ns) < 300 * 10**9:
             self._close(st, sink, now_ns - int(s.lateness_seconds * 1e9))  # live: wall clock ~ span time
         return sink.drain()

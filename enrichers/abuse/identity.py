@@ -54,6 +54,10 @@ class Principal:
     public: bool = False
 
 
+#: The "client" of an outbound call's row (edges have no client).
+NOBODY = Principal(client="", principal="", has_credentials=None, token_hash="", uac="", auth=-1)
+
+
 def keyed_hash(secret: bytes, value: str, n: int = 12) -> str:
     return hmac.new(secret, value.encode("utf-8", "replace"), hashlib.sha256).hexdigest()[:n]
 

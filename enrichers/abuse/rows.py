@@ -1,90 +1,202 @@
-"""Lightweight per-request rows, collected per window and aggregated once per window.
+"""Columnar per-request buffers, collected per window and aggregated once per window.
 
-The per-span path appends one plain tuple (:data:`ROW`) to the open window's
-list: no dict, no object per span. Every :data:`CHUNK` rows the list is
-compacted into numpy columns (shared strings for endpoint and client, the
-numbers as machine integers, trace ids kept only for the first few requests
-of each endpoint and client), so a busy window holds ~100 bytes per request
-rather than a tuple of Python objects. The window statistics are computed
-once per closed window, in :mod:`enrichers.abuse.windows`.
+The per-span path appends each field of a request to its column list (no
+tuple, no dict, no object per span): start and end time, the endpoint key, the
+cached :class:`~enrichers.abuse.identity.Principal` (client, user-agent class
+and credentials in one shared object), status, response size, object id and
+trace id. Every :data:`CHUNK` rows the lists are compacted into numpy arrays:
+numbers as machine integers, the endpoint, client and object id as integer
+codes into a chunk's distinct values, and trace ids only for the first few
+requests of each endpoint and client (samples for findings). A compacted row
+costs ~45 bytes, whatever its strings.
+
+:meth:`Rows.frame` joins the chunks of a closed window into one DataFrame (the
+columns of :data:`COLUMNS`) and keeps the window-wide codes of endpoint,
+client and object id in :attr:`Rows.codes`, so the aggregation in
+:mod:`enrichers.abuse.windows` does not hash a string column again.
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 COLUMNS = ("ts", "ep", "client", "status", "dur", "size", "oid", "uac", "auth", "trace")
-#: (start ns, end ns, endpoint key, client, status, response size or None, object id,
-#: user-agent class, credentials 1/0/-1, trace id). Only atomic values: the garbage
-#: collector untracks such tuples, so a window of them costs it nothing to traverse.
-ROW = tuple[int, int, str, str, int, "int | None", str, str, int, str]
 #: Rows per compacted chunk.
 CHUNK = 32_768
 #: Trace ids kept per endpoint and client in a chunk (samples for findings).
 TRACES_PER_GROUP = 5
 
 
-class Rows:
-    """The requests of one open window: a list of tuples plus compacted chunks."""
+@dataclass(slots=True)
+class Codes:
+    """Window-wide integer codes (first-appearance order, as :func:`pandas.factorize`)."""
 
-    __slots__ = ("items", "chunks", "compacted")
+    ep: np.ndarray
+    ep_uni: np.ndarray
+    client: np.ndarray
+    client_uni: np.ndarray
+    #: -1 where a request has no object id.
+    oid: np.ndarray
+
+
+@dataclass(slots=True)
+class _Chunk:
+    ts: np.ndarray
+    dur: np.ndarray
+    status: np.ndarray
+    size: np.ndarray
+    ep: np.ndarray  # codes into ep_uni
+    ep_uni: np.ndarray
+    who: np.ndarray  # codes into who_uni (Principal objects)
+    who_uni: np.ndarray
+    oid: np.ndarray  # codes into oid_uni
+    oid_uni: np.ndarray
+    trace_at: np.ndarray  # row positions of the sampled trace ids
+    trace: list[str]
+
+
+class Rows:
+    """The requests of one open window: column lists plus compacted chunks."""
+
+    __slots__ = ("ts", "end", "ep", "who", "status", "size", "oid", "trace", "chunks", "compacted", "opened",
+                 "codes")
 
     def __init__(self) -> None:
-        self.items: list[ROW] = []
-        self.chunks: list[dict[str, np.ndarray]] = []
+        self.ts: list[int] = []
+        self.end: list[int] = []
+        self.ep: list[str] = []
+        self.who: list[Any] = []
+        self.status: list[int] = []
+        self.size: list[int | None] = []
+        self.oid: list[str] = []
+        self.trace: list[str] = []
+        self.chunks: list[_Chunk] = []
         self.compacted = 0
+        #: Wall time (monotonic) the window got its first request.
+        self.opened = time.monotonic()
+        self.codes: Codes | None = None
 
     def __len__(self) -> int:
-        return len(self.items) + self.compacted
+        return len(self.ts) + self.compacted
+
+    @property
+    def pending(self) -> int:
+        """Rows not compacted yet."""
+        return len(self.ts)
+
+    def appenders(self) -> tuple[Any, ...]:
+        """The ``append`` methods of the columns, in the order of the slots above
+        (valid until the next :meth:`compact`)."""
+        return (self.ts.append, self.end.append, self.ep.append, self.who.append, self.status.append,
+                self.size.append, self.oid.append, self.trace.append)
+
+    def append(self, ts: int, end: int, ep: str, who: Any, status: int, size: int | None, oid: str,
+               trace: str) -> None:
+        """One request (tests and slow paths; the enricher uses :meth:`appenders`)."""
+        self.ts.append(ts)
+        self.end.append(end)
+        self.ep.append(ep)
+        self.who.append(who)
+        self.status.append(status)
+        self.size.append(size)
+        self.oid.append(oid)
+        self.trace.append(trace)
 
     def compact(self) -> None:
-        """Turn the pending tuples into one chunk of columns."""
-        if self.items:
-            self.chunks.append(_columns(self.items))
-            self.compacted += len(self.items)
-            self.items = []
+        """Turn the pending column lists into one chunk of arrays."""
+        if self.ts:
+            self.chunks.append(_compact(self))
+            self.compacted += len(self.ts)
+            self.ts, self.end, self.ep, self.who = [], [], [], []
+            self.status, self.size, self.oid, self.trace = [], [], [], []
 
     def frame(self) -> pd.DataFrame:
+        """All the window's requests as one DataFrame (see :data:`COLUMNS`); sets :attr:`codes`."""
         self.compact()
-        if not self.chunks:
+        chunks = self.chunks
+        if not chunks:
+            empty = np.zeros(0, dtype=np.int64)
+            self.codes = Codes(empty, np.zeros(0, dtype=object), empty, np.zeros(0, dtype=object), empty)
             return pd.DataFrame({c: [] for c in COLUMNS})
-        if len(self.chunks) == 1:
-            data: dict[str, Any] = self.chunks[0]
-        else:
-            data = {c: np.concatenate([ch[c] for ch in self.chunks]) for c in COLUMNS}
-        return pd.DataFrame(data, copy=False)
+        n = self.compacted
+        ep_codes, ep_uni = _merge([c.ep for c in chunks], [c.ep_uni for c in chunks])
+        who_codes, who_uni = _merge([c.who for c in chunks], [c.who_uni for c in chunks])
+        oid_codes, oid_uni = _merge([c.oid for c in chunks], [c.oid_uni for c in chunks])
+        # Principals -> client label, user-agent class and credentials (several principals
+        # may share one client label: re-factorise the labels).
+        w_client = np.array([p.client for p in who_uni], dtype=object)
+        w_uac = np.array([p.uac for p in who_uni], dtype=object)
+        w_auth = np.array([p.auth for p in who_uni], dtype=np.int64)
+        cmap, client_uni = pd.factorize(w_client)
+        client_codes = cmap[who_codes]
+        has_oid = oid_uni != ""
+        oid_global = np.where(has_oid[oid_codes], oid_codes, -1) if len(oid_uni) else oid_codes
+        self.codes = Codes(ep_codes, ep_uni, client_codes, np.asarray(client_uni, dtype=object), oid_global)
+        trace = np.full(n, "", dtype=object)
+        off = 0
+        for c in chunks:
+            if len(c.trace_at):
+                trace[c.trace_at + off] = c.trace
+            off += len(c.ts)
+
+        def cat(name: str) -> np.ndarray:
+            arrs = [getattr(c, name) for c in chunks]
+            return arrs[0] if len(arrs) == 1 else np.concatenate(arrs)
+
+        return pd.DataFrame({
+            "ts": cat("ts"),
+            "ep": ep_uni[ep_codes],
+            "client": w_client[who_codes],
+            "status": cat("status").astype(np.int64),
+            "dur": cat("dur"),
+            "size": cat("size"),
+            "oid": oid_uni[oid_codes],
+            "uac": w_uac[who_codes],
+            "auth": w_auth[who_codes],
+            "trace": trace,
+        }, copy=False)
 
 
-def _columns(items: list[ROW]) -> dict[str, np.ndarray]:
-    # One list per column by index, not ``zip(*items)``: that makes one tuple iterator per
-    # row (32k GC-tracked objects), which in the loaded agent sets off young collections over
-    # everything else alive; py-spy showed this line at ~8x the time of the lists below.
-    ts_l, end_l, ep_l, client_l, status_l, size_l, oid_l, uac_l, auth_l, trace_l = (
-        [r[k] for r in items] for k in range(10)  # the 10 fields of ROW
-    )
-    ts = np.array(ts_l, dtype=np.int64)
-    dur = np.maximum(np.array(end_l, dtype=np.int64) - ts, 0) / 1e6
-    ep = np.array(ep_l, dtype=object)
-    client = np.array(client_l, dtype=object)
-    ep_codes, _ = pd.factorize(ep)
-    client_codes, clients = pd.factorize(client)
-    size = np.array(size_l, dtype=np.float64)  # None -> NaN
+def _merge(codes: list[np.ndarray], uniques: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Chunk-local codes -> window-wide codes over the distinct values of all chunks."""
+    if len(codes) == 1:
+        return codes[0].astype(np.int64), uniques[0]
+    allu = np.concatenate(uniques)
+    remap, uni = pd.factorize(allu)
+    out = []
+    off = 0
+    for c, u in zip(codes, uniques, strict=True):
+        out.append(remap[off + c.astype(np.int64)])
+        off += len(u)
+    return np.concatenate(out), np.asarray(uni, dtype=object)
+
+
+def _factorize(values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    codes, uni = pd.factorize(np.array(values, dtype=object))
+    return codes.astype(np.int32), np.asarray(uni, dtype=object)
+
+
+def _compact(r: Rows) -> _Chunk:
+    n = len(r.ts)
+    ts = np.array(r.ts, dtype=np.int64)
+    dur = np.maximum(np.array(r.end, dtype=np.int64) - ts, 0) / 1e6
+    ep, ep_uni = _factorize(r.ep)
+    who, who_uni = _factorize(r.who)  # Principals hash by identity: cheap
+    oid, oid_uni = _factorize(r.oid)
+    size = np.array(r.size, dtype=np.float64)  # None -> NaN
     size[np.isnan(size)] = -1
-    trace = np.array(trace_l, dtype=object)
-    group = pd.Series(ep_codes.astype(np.int64) * len(clients) + client_codes, copy=False)
-    trace[group.groupby(group, sort=False).cumcount().to_numpy() >= TRACES_PER_GROUP] = ""
-    return {
-        "ts": ts,
-        "ep": ep,
-        "client": client,
-        "status": np.array(status_l, dtype=np.int64),
-        "dur": dur,
-        "size": size.astype(np.int64),
-        "oid": np.array(oid_l, dtype=object),
-        "uac": np.array(uac_l, dtype=object),
-        "auth": np.array(auth_l, dtype=np.int64),
-        "trace": trace,
-    }
+    # Out-of-range numbers from bad input are clipped, never an error.
+    status = np.clip(np.array(r.status, dtype=np.float64), -1, 2**31 - 1).astype(np.int32)
+    group = pd.Series(ep.astype(np.int64) * max(len(who_uni), 1) + who, copy=False)
+    keep = np.flatnonzero(group.groupby(group, sort=False).cumcount().to_numpy() < TRACES_PER_GROUP)
+    tr = r.trace
+    trace = [tr[i] for i in keep.tolist()]
+    nz = np.array([bool(t) for t in trace], dtype=bool) if trace else np.zeros(0, dtype=bool)
+    assert len(ts) == n
+    return _Chunk(ts, dur, status, size.astype(np.int64), ep, ep_uni, who, who_uni, oid, oid_uni,
+                  keep[nz].astype(np.int64), [t for t, k in zip(trace, nz, strict=True) if k])

@@ -90,16 +90,16 @@ def on_request(req: Request, st: AbuseState, sink: FindingSink) -> None:
             facts.url_params.append(
                 (req.ep.service, host, name, span.span_id, req.client, req.ep.method, req.ep.route)
             )
-        _match(span.trace_id, facts, sink, req.ts)
+        match(span.trace_id, facts, sink, req.ts)
 
 
 def on_outbound(span: Span, host: str, st: AbuseState, sink: FindingSink) -> None:
     facts = st.traces.add_outbound(span.trace_id, (span.service, host, span.span_id), span.start_ns)
     if facts is not None and facts.url_params:
-        _match(span.trace_id, facts, sink, span.start_ns)
+        match(span.trace_id, facts, sink, span.start_ns)
 
 
-def _match(trace_id: str, facts: TraceFacts, sink: FindingSink, ts: int) -> None:
+def match(trace_id: str, facts: TraceFacts, sink: FindingSink, ts: int) -> None:
     for svc, host, name, sid, client, method, route in facts.url_params:
         for osvc, ohost, osid in facts.outbound:
             if osvc != svc or ohost != host:

@@ -63,19 +63,23 @@ class TraceBuffer:
 
     def add_outbound(self, trace_id: str, item: tuple[str, str, str], ts: int) -> TraceFacts | None:
         """Remember an outbound call; returns the trace's facts when it has any."""
-        f = self.get(trace_id)
-        if f is not None:
-            if len(f.outbound) < 32:
-                f.outbound.append(item)
-            return f
+        if self._cur or self._prev:  # facts are rare (suspicious requests only)
+            f = self._cur.get(trace_id)
+            if f is None:
+                f = self._prev.get(trace_id)
+            if f is not None:
+                if len(f.outbound) < 32:
+                    f.outbound.append(item)
+                return f
         # Tuples of strings, not lists: the garbage collector untracks them.
-        out = self._out.get(trace_id)
+        outs = self._out
+        out = outs.get(trace_id)
         if out is None:
-            self._out[trace_id] = (item,)
-            if ts - self._gen_start >= self.ttl_ns or len(self._cur) + len(self._out) > self.max_traces:
+            outs[trace_id] = (item,)
+            if ts - self._gen_start >= self.ttl_ns or len(self._cur) + len(outs) > self.max_traces:
                 self._maybe_rotate(ts)
         elif len(out) < 32:
-            self._out[trace_id] = (*out, item)
+            outs[trace_id] = (*out, item)
         return None
 
     def _maybe_rotate(self, ts: int) -> None:

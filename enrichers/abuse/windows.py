@@ -131,11 +131,11 @@ def build_frame(index: int, window_ns: int, rows: Rows) -> WindowFrame:
     """
     df = rows.frame()
     n = len(df)
-    ep_codes, ep_uni = pd.factorize(df["ep"].to_numpy())
-    cc_codes, cc_uni = pd.factorize(df["client"].to_numpy())
-    oid = df["oid"].to_numpy()
-    oid_codes, _ = pd.factorize(oid)
-    oid_codes = np.where(oid == "", -1, oid_codes)
+    codes = rows.codes
+    assert codes is not None  # set by frame()
+    ep_codes, ep_uni = codes.ep, codes.ep_uni
+    cc_codes, cc_uni = codes.client, codes.client_uni
+    oid_codes = codes.oid
     ne, nc = len(ep_uni), max(len(cc_uni), 1)
     pair = ep_codes.astype(np.int64) * nc + cc_codes
     pair_codes, pair_uni = pd.factorize(pair)
