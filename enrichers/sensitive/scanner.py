@@ -34,7 +34,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import Any
+from typing import Any, NamedTuple
 
 from enrichers.sensitive.recognizer import (
     CONTEXT_BOOST,
@@ -76,6 +76,8 @@ _KV_KEY_BEFORE = re.compile(r"""\s*["']?([A-Za-z0-9_.\-]{1,64})""", re.ASCII)
 _KV_PREFILTER = r"(?:" + "|".join(re.escape(s) for s in KEY_STEMS) + r")[A-Za-z0-9_.-]*[\"']?\s*[:=]"
 _TOKEN_SPLIT = re.compile(r"[^a-z0-9#]+")
 _FORM_PLUS = re.compile(r"(?<=[A-Za-z0-9.,-])\+(?=[A-Za-z0-9(-])")
+#: Where :data:`_FORM_PLUS` would replace something (a pseudo-pattern of the hyperscan prefilter).
+_FORM_PLUS_PREFILTER = r"[A-Za-z0-9.,-]\+[A-Za-z0-9(-]"
 
 _MAX_CACHED_LEN = 2048
 #: Separator of the values joined for one prefilter call (see the module docstring).
@@ -92,9 +94,11 @@ _Hits = tuple[Collection[int] | None, list[int] | None]
 _Cand = tuple[float, int, int, Recognizer, str]
 
 
-@dataclass(frozen=True, slots=True)
-class Match:
-    """One detection in a value: character offsets, score and the redacted forms."""
+class Match(NamedTuple):
+    """One detection in a value: character offsets, score and the redacted forms.
+
+    Immutable (a named tuple: the cheapest record to build, one per detection).
+    """
 
     type: str
     start: int
@@ -169,6 +173,14 @@ def _context_rx(words: Sequence[str]) -> re.Pattern[str]:
     return re.compile("|".join(alts))
 
 
+def _best_first(c: _Cand) -> tuple[float, int]:
+    return (-c[0], c[1] - c[2])
+
+
+def _by_start(c: _Cand) -> int:
+    return c[1]
+
+
 class SensitiveDataScanner:
     """Finds sensitive values in text. See the module docstring.
 
@@ -233,8 +245,10 @@ class SensitiveDataScanner:
         self._key_info: dict[str, tuple[int, tuple[Recognizer, ...], frozenset[int]]] = {}
         self._key_sigs: dict[tuple[tuple[int, ...], frozenset[int]], int] = {((), _NO_CTX): 0}
         self._always: list[int] = []
+        #: Prefilter id of :data:`_FORM_PLUS_PREFILTER` (hyperscan only; -1: none).
+        self._plus_id = -1
         self._prefilter: Callable[[str], list[int]] | None = None
-        self._batch: Callable[[list[str]], list[_Hits | None]] | None = None
+        self._batch: Callable[[list[str]], dict[int, _Hits]] | None = None
         self.engine = self._build_prefilter(engine)
         self.cache_hits = 0
         self.cache_misses = 0
@@ -275,17 +289,26 @@ class SensitiveDataScanner:
     def _build_hyperscan(self) -> None:
         import hyperscan
 
-        srcs = self._prefilter_sources()
-        cache_key = ("hyperscan", tuple(srcs))
+        # One more id past the key=value one: where form-encoded spaces are.
+        srcs = [*self._prefilter_sources(), (_FORM_PLUS_PREFILTER, 0, False)]
+        self._plus_id = len(srcs) - 1
+        # Recognizers share some expressions (public and private IP addresses): each
+        # distinct one is compiled once and reports for every id that uses it.
+        uniq: dict[tuple[str, int, bool], list[int]] = {}
+        for i, src in enumerate(srcs):
+            uniq.setdefault(src, []).append(i)
+        usrcs = list(uniq)
+        targets = [tuple(v) for v in uniq.values()]
+        cache_key = ("hyperscan", tuple(usrcs))
         cached = _COMPILED.get(cache_key)
         if cached is None:
             # No SINGLEMATCH: a batch of values is one buffer, every hit's end offset
             # is needed to find its value. Expressions hyperscan supports as they are
             # are compiled exactly (faster, fewer false hits); the others in prefilter
             # mode (a superset, re-checked in re); those it refuses run on every value.
-            base = [hyperscan.HS_FLAG_CASELESS if fl & re.IGNORECASE else 0 for _s, fl, _x in srcs]
-            exprs = [src.encode() for src, _fl, _x in srcs]
-            ids = list(range(len(srcs)))
+            base = [hyperscan.HS_FLAG_CASELESS if fl & re.IGNORECASE else 0 for _s, fl, _x in usrcs]
+            exprs = [src.encode() for src, _fl, _x in usrcs]
+            ids = list(range(len(usrcs)))
             always: list[int] = []
             try:
                 db = hyperscan.Database()
@@ -295,7 +318,7 @@ class SensitiveDataScanner:
                 flags: list[int] = []
                 for i in ids:
                     for fl in (base[i], base[i] | hyperscan.HS_FLAG_PREFILTER):
-                        if srcs[i][2] and fl != base[i]:
+                        if usrcs[i][2] and fl != base[i]:
                             continue  # offsets must be exact
                         try:
                             hyperscan.Database().compile(
@@ -314,49 +337,71 @@ class SensitiveDataScanner:
                 )
             cached = (db, always)
             _COMPILED[cache_key] = cached
-        db, always_ids = cached
-        self._always = list(always_ids)
+        db, always_uids = cached
+        self._always = sorted(i for u in always_uids for i in targets[u])
         scratch = hyperscan.Scratch(db)
         always_t = tuple(self._always)
-        kv_id = self._kv_id
+        kv_uid = next(u for u, t in enumerate(targets) if self._kv_id in t)
+        multi = {u: t for u, t in enumerate(targets) if len(t) > 1}
+        first = [t[0] for t in targets]
+        scan = db.scan
 
-        def batch(texts: list[str]) -> list[_Hits | None]:
+        def batch(texts: list[str]) -> dict[int, _Hits]:
+            """Prefilter hits of the values of ``texts`` that have any, by index."""
             joined = _SEP.join(texts)
             if joined.isascii():
                 data = joined.encode("ascii")
                 exact = True
-                lens: Iterable[int] = (len(t) + 1 for t in texts)
+                lens: Iterable[int] = map(len, texts)
             else:
                 encoded = [t.encode("utf-8", "surrogatepass") for t in texts]
                 data = b"\x00".join(encoded)
                 exact = False
-                lens = (len(b) + 1 for b in encoded)
-            starts = list(accumulate(lens, initial=0))
+                lens = map(len, encoded)
             found: list[tuple[int, int]] = []
             add = found.append
 
             def on_match(id_: int, _from: int, to: int, _flags: int, _ctx: Any) -> None:
                 add((id_, to))
 
-            db.scan(data, match_event_handler=on_match, scratch=scratch)
-            out: list[_Hits | None] = [None] * len(texts)
+            scan(data, match_event_handler=on_match, scratch=scratch)
+            out: dict[int, _Hits] = {}
             if always_t:
-                out = [(set(always_t), None) for _ in texts]
-            per: dict[int, tuple[set[int], list[int]]] = {}
+                out = {v: (set(always_t), []) for v in range(len(texts))}
+            if not found:
+                return out
+            # starts[v] is the offset of value v; +1 per separator. Hits come mostly in
+            # order of offset: the value of the previous hit is tried first.
+            starts = list(accumulate((n + 1 for n in lens), initial=0))
+            lo = hi = -1
+            ids: set[int] = set()
+            ends: list[int] = []
             for id_, to in found:
-                v = bisect_right(starts, to - 1) - 1
-                slot = per.get(v)
-                if slot is None:
-                    slot = per[v] = (set(always_t), [])
-                slot[0].add(id_)
-                if id_ == kv_id:
-                    slot[1].append(to - starts[v])
-            for v, (ids, ends) in per.items():
-                out[v] = (ids, ends if exact or texts[v].isascii() else None)
+                if not lo < to <= hi:
+                    v = bisect_right(starts, to - 1) - 1
+                    lo = starts[v]
+                    hi = starts[v + 1]
+                    slot = out.get(v)
+                    if slot is None:
+                        ids = set(always_t)
+                        ends = []
+                        out[v] = (ids, ends)
+                    else:
+                        ids, ends = slot  # type: ignore[assignment]
+                if id_ in multi:
+                    ids.update(multi[id_])
+                else:
+                    ids.add(first[id_])
+                    if id_ == kv_uid:
+                        ends.append(to - lo)
+            if not exact:
+                for v, (hv, _ends) in out.items():
+                    if not texts[v].isascii():
+                        out[v] = (hv, None)  # byte offsets: let the pairs be searched
             return out
 
         def prefilter(text: str) -> list[int]:
-            hit = batch([text])[0]
+            hit = batch([text]).get(0)
             return sorted(hit[0]) if hit is not None and hit[0] is not None else []
 
         self._batch = batch
@@ -447,22 +492,24 @@ class SensitiveDataScanner:
         ``cache=False`` skips this scanner's cache (for a caller that keeps its own).
         """
         if not cache:
-            return self._scan_uncached(items)
+            return self._scan_texts([t for t, _k in items], [k for _t, k in items])
         out: list[tuple[Match, ...]] = [()] * len(items)
         store = self._cache
         key_info = self._key_info
-        pend: list[tuple[str, tuple[Recognizer, ...], frozenset[int], tuple[int, str]]] = []
+        texts: list[str] = []
+        keys: list[str] = []
+        cks: list[tuple[int, str]] = []
         pend_at: dict[tuple[int, str], int] = {}
         waiting: list[tuple[int, int]] = []
         hits = 0
         for i, (text, key) in enumerate(items):
             if key:
                 info = key_info.get(key) or self._key(key)
-                sig, keyed, kctx = info
-                if not keyed and (len(text) < 7 or (len(text) < 9 and text.isdigit())):
+                sig = info[0]
+                if not info[1] and (len(text) < 7 or (len(text) < 9 and text.isdigit())):
                     continue
             else:
-                sig, keyed, kctx = 0, (), _NO_CTX
+                sig = 0
                 if len(text) < 7 or (len(text) < 9 and text.isdigit()):
                     continue
             ck = (sig, text)
@@ -473,97 +520,129 @@ class SensitiveDataScanner:
                 continue
             j = pend_at.get(ck)
             if j is None:
-                j = pend_at[ck] = len(pend)
-                pend.append((text, keyed, kctx, ck))
+                j = pend_at[ck] = len(texts)
+                texts.append(text)
+                keys.append(key)
+                cks.append(ck)
             waiting.append((i, j))
         self.cache_hits += hits
-        if not pend:
+        if not texts:
             return out
-        self.cache_misses += len(pend)
-        results = self._scan_pending(pend)
-        if len(store) + len(pend) > self._cache_size:
+        results = self._scan_texts(texts, keys)
+        if len(store) + len(texts) > self._cache_size:
             store.clear()
-        for (text, _k, _c, ck), res in zip(pend, results, strict=True):
+        for text, ck, res in zip(texts, cks, results, strict=True):
             if len(text) <= _MAX_CACHED_LEN:
                 store[ck] = res
         for i, j in waiting:
             out[i] = results[j]
         return out
 
-    def _scan_uncached(self, items: Sequence[tuple[str, str]]) -> list[tuple[Match, ...]]:
-        out: list[tuple[Match, ...]] = [()] * len(items)
-        key_info = self._key_info
-        pend: list[tuple[str, tuple[Recognizer, ...], frozenset[int], tuple[int, str]]] = []
-        where: list[int] = []
-        for i, (text, key) in enumerate(items):
-            if key:
-                info = key_info.get(key) or self._key(key)
-                if not info[1] and (len(text) < 7 or (len(text) < 9 and text.isdigit())):
-                    continue
-                pend.append((text, info[1], info[2], (0, "")))
-            else:
-                if len(text) < 7 or (len(text) < 9 and text.isdigit()):
-                    continue
-                pend.append((text, (), _NO_CTX, (0, "")))
-            where.append(i)
-        if pend:
-            self.cache_misses += len(pend)
-            for i, res in zip(where, self._scan_pending(pend), strict=True):
-                out[i] = res
-        return out
+    def _scan_texts(self, texts: list[str], keys: list[str]) -> list[tuple[Match, ...]]:
+        """Matches of every text (``keys[j]``: the field name of ``texts[j]``, or ``""``).
 
-    def _scan_pending(
-        self, pend: list[tuple[str, tuple[Recognizer, ...], frozenset[int], tuple[int, str]]]
-    ) -> list[tuple[Match, ...]]:
-        texts = [p[0] for p in pend]
-        # Form-encoded spaces (``card=4111+1111+...``) are scanned as spaces too; the
-        # decoded text has the same length, so offsets hold for both.
-        extra: list[tuple[int, str]] = []
-        for j, t in enumerate(texts):
-            if "+" in t and "=" in t:
-                d = _FORM_PLUS.sub(" ", t)
-                if d != t:
-                    extra.append((j, d))
-        all_texts = texts + [d for _j, d in extra] if extra else texts
+        All texts go to the prefilter in one call; Python only looks at those it hit
+        and at the values of sensitive fields.
+        """
+        n = len(texts)
+        self.cache_misses += n
         batch = self._batch
         pre = self._prefilter
-        hits: list[_Hits | None]
+        hits: dict[int, _Hits]
         if batch is not None:
-            hits = batch(all_texts)
+            hits = batch(texts)
         elif pre is not None:
-            hits = []
-            for t in all_texts:
+            hits = {}
+            for j, t in enumerate(texts):
                 ids = pre(t)
-                hits.append((set(ids), None) if ids else None)
+                if ids:
+                    hits[j] = (set(ids), None)
         else:
-            hits = [(None, None)] * len(all_texts)
-        per: list[list[_Cand] | None] = [None] * len(pend)
+            hits = dict.fromkeys(range(n), (None, None))
+        # Field names: looked up once per distinct name.
+        kinfo: dict[str, tuple[int, tuple[Recognizer, ...], frozenset[int]]] = {}
+        todo = list(hits)
+        distinct = set(keys)
+        distinct.discard("")
+        if distinct:
+            key_info = self._key_info
+            for k in distinct:
+                kinfo[k] = key_info.get(k) or self._key(k)
+            sens = {k for k, info in kinfo.items() if info[1]}
+            if sens:
+                todo.extend(j for j, k in enumerate(keys) if k in sens and j not in hits)
+                todo.sort()
+        no_info = (0, (), _NO_CTX)
         strong = self._strong_ids
         gate = self._gate
-        for j, (text, keyed, kctx, _ck) in enumerate(pend):
-            h = hits[j]
-            if h is None:
-                if not keyed:
-                    continue
-            elif not keyed and not kctx and h[0] is not None and strong.isdisjoint(h[0]):
+        collect = self._collect
+        plus_id = self._plus_id
+        per: list[list[_Cand] | None] = [None] * n
+        extra: list[tuple[int, str]] = []
+        for j in todo:
+            text = texts[j]
+            _sig, keyed, kctx = kinfo.get(keys[j], no_info) if kinfo else no_info
+            if not keyed and (len(text) < 7 or (len(text) < 9 and text.isdigit())):
+                continue  # too short to hold anything
+            # Form-encoded spaces (``card=4111+1111+...``) are scanned as spaces too;
+            # the decoded text has the same length, so offsets hold for both.
+            if plus_id < 0:
+                if "+" in text and "=" in text:
+                    d = _FORM_PLUS.sub(" ", text)
+                    if d != text:
+                        extra.append((j, d))
+            h = hits.get(j)
+            if h is not None and plus_id >= 0:
+                hit_ids = h[0]
+                if hit_ids is not None and plus_id in hit_ids:
+                    hit_ids.discard(plus_id)  # type: ignore[attr-defined]
+                    if "=" in text:
+                        extra.append((j, _FORM_PLUS.sub(" ", text)))
+            if h is not None and not keyed and not kctx and h[0] is not None and strong.isdisjoint(h[0]):
                 # Only patterns that need a context word hit, or only context words:
                 # worth a look only when a hit pattern's context words hit too.
                 hit_ids = h[0]
                 if not any(gate.get(i) in hit_ids for i in hit_ids):
                     continue
             cands: list[_Cand] = []
-            self._collect(text, keyed, kctx, h, cands)
+            collect(text, keyed, kctx, h, cands)
             per[j] = cands
-        for n, (j, d) in enumerate(extra):
-            h = hits[len(texts) + n]
-            _text, keyed, kctx, _ck = pend[j]
-            if h is None and not keyed:
-                continue
-            got = per[j]
-            if got is None:
-                got = per[j] = []
-            self._collect(d, keyed, kctx, h, got)
-        return [self._resolve(c) if c else () for c in per]
+        if plus_id < 0:
+            # Values the plain loop above skipped (no hit) may still hold form-encoded spaces.
+            for j, text in enumerate(texts):
+                if j in hits or ("+" not in text or "=" not in text):
+                    continue
+                info = kinfo.get(keys[j], no_info) if kinfo else no_info
+                if info[1] or (len(text) < 7 or (len(text) < 9 and text.isdigit())):
+                    continue  # keyed ones were handled above
+                d = _FORM_PLUS.sub(" ", text)
+                if d != text:
+                    extra.append((j, d))
+        if extra:
+            dhits: dict[int, _Hits]
+            if batch is not None:
+                dhits = batch([d for _j, d in extra])
+            elif pre is not None:
+                dhits = {}
+                for m, (_j, d) in enumerate(extra):
+                    ids = pre(d)
+                    if ids:
+                        dhits[m] = (set(ids), None)
+            else:
+                dhits = dict.fromkeys(range(len(extra)), (None, None))
+            for m, (j, d) in enumerate(extra):
+                h = dhits.get(m)
+                _sig, keyed, kctx = kinfo.get(keys[j], no_info) if kinfo else no_info
+                if h is None and not keyed:
+                    continue
+                if h is not None and plus_id >= 0 and h[0] is not None:
+                    h[0].discard(plus_id)  # type: ignore[attr-defined]
+                got = per[j]
+                if got is None:
+                    got = per[j] = []
+                collect(d, keyed, kctx, h, got)
+        resolve = self._resolve
+        return [resolve(c) if c else () for c in per]
 
     def _collect(
         self,
@@ -690,25 +769,25 @@ class SensitiveDataScanner:
 
     def _resolve(self, cands: list[_Cand]) -> tuple[Match, ...]:
         """Non-overlapping detections from candidates, best score (then longest) first."""
-        cands.sort(key=lambda c: (-c[0], c[1] - c[2]))
-        kept: list[_Cand] = []
-        for c in cands:
-            if all(c[2] <= k[1] or c[1] >= k[2] for k in kept):
-                kept.append(c)
-        kept.sort(key=lambda c: c[1])
+        kept: list[_Cand]
+        if len(cands) == 1:
+            kept = cands
+        else:
+            cands.sort(key=_best_first)
+            kept = []
+            for c in cands:
+                if all(c[2] <= k[1] or c[1] >= k[2] for k in kept):
+                    kept.append(c)
+            kept.sort(key=_by_start)
+        secret = self.secret
+        digest = hmac.digest
         out = []
         for score, s, t, r, text in kept:
             value = text[s:t]
+            entity = r.ENTITY
+            msg = f"{entity}\x1f{r.normalize(value)}".encode("utf-8", "surrogatepass")
             out.append(
-                Match(
-                    type=r.ENTITY,
-                    start=s,
-                    end=t,
-                    score=score,
-                    masked=r.mask(value),
-                    hash=self.keyed_hash(r.ENTITY, r.normalize(value)),
-                    category=r.CATEGORY,
-                )
+                Match(entity, s, t, score, r.mask(value), digest(secret, msg, "sha256")[:8].hex(), r.CATEGORY)
             )
         return tuple(out)
 

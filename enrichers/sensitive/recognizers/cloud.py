@@ -93,6 +93,7 @@ class AzureConnectionStringRecognizer(Recognizer):
             r"\b(?:AccountKey|SharedAccessKey)=([A-Za-z0-9+/]{20,}={0,2})",
             0.9,
             group=1,
+            prefilter=r"\b(?:AccountKey|SharedAccessKey)=[A-Za-z0-9+/]{20}",
         ),
     )
 
@@ -107,7 +108,8 @@ class AzureSasTokenRecognizer(Recognizer):
     CATEGORY = CREDENTIAL
     DESCRIPTION = "Azure SAS token signature"
     PATTERNS = (
-        Pattern("sv_first", r"\bsv=\d{4}-\d{2}-\d{2}&[^\s\"']*?\bsig=([A-Za-z0-9%/+]{30,}(?:%3D|=)*)", 0.9, group=1),
+        Pattern("sv_first", r"\bsv=\d{4}-\d{2}-\d{2}&[^\s\"']*?\bsig=([A-Za-z0-9%/+]{30,}(?:%3D|=)*)", 0.9, group=1,
+                prefilter=r"\bsv=\d{4}-\d{2}-\d{2}&[^\s\"']*?\bsig=[A-Za-z0-9%/+]{30}"),
         Pattern("sig_first", r"\bsig=([A-Za-z0-9%/+]{30,}(?:%3D|=)*)&[^\s\"']*?\bsv=\d{4}-\d{2}-\d{2}", 0.9, group=1),
     )
 

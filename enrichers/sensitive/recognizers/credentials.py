@@ -27,25 +27,30 @@ class JwtRecognizer(Recognizer):
     COMPLIANCE = (PCI,)
     DESCRIPTION = "JSON web token"
     PATTERNS = (
-        Pattern("jwt", r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*", 0.6),
+        Pattern("jwt", r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*", 0.6,
+                prefilter=r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8}"),
     )
     CONTEXT = ("token", "jwt", "bearer", "authorization")
 
     def __init__(self) -> None:
-        self._last: tuple[str, tuple[dict, dict] | None] = ("", None)
+        # validate() and mask() decode the same token, possibly with other tokens of a
+        # batch in between: remember the last few.
+        self._seen: dict[str, tuple[dict, dict] | None] = {}
 
     def _parts(self, text: str) -> tuple[dict, dict] | None:
-        # validate() then mask() decode the same token: remember the last one.
-        if self._last[0] == text:
-            return self._last[1]
+        seen = self._seen
+        if text in seen:
+            return seen[text]
         parts: tuple[dict, dict] | None
         try:
-            header = jwt.get_unverified_header(text)
-            claims = jwt.decode(text, options={"verify_signature": False})
-            parts = (header, claims)
+            # One parse of header and claims (jwt.decode would parse the header again).
+            got = jwt.api_jwt.decode_complete(text, options={"verify_signature": False})
+            parts = (got["header"], got["payload"])
         except jwt.PyJWTError:
             parts = None
-        self._last = (text, parts)
+        if len(seen) >= 1024:
+            seen.clear()
+        seen[text] = parts
         return parts
 
     def validate(self, text: str) -> bool | None:
@@ -69,7 +74,10 @@ class HttpBasicAuthRecognizer(Recognizer):
     ENTITY = "HTTP_BASIC_AUTH"
     CATEGORY = CREDENTIAL
     DESCRIPTION = "HTTP Basic credentials"
-    PATTERNS = (Pattern("basic", r"\b[Bb]asic\s+([A-Za-z0-9+/]{8,}={0,2})", 0.4, group=1),)
+    PATTERNS = (
+        Pattern("basic", r"\b[Bb]asic\s+([A-Za-z0-9+/]{8,}={0,2})", 0.4, group=1,
+                prefilter=r"\b[Bb]asic\s+[A-Za-z0-9+/]{8}"),
+    )
     CONTEXT = ("authorization", "auth")
 
     def validate(self, text: str) -> bool | None:
@@ -91,7 +99,8 @@ class BearerTokenRecognizer(Recognizer):
     CATEGORY = CREDENTIAL
     DESCRIPTION = "bearer token"
     PATTERNS = (
-        Pattern("bearer", r"\b[Bb]earer\s+([A-Za-z0-9._~+/-]{16,}=*)", 0.9, group=1),
+        Pattern("bearer", r"\b[Bb]earer\s+([A-Za-z0-9._~+/-]{16,}=*)", 0.9, group=1,
+                prefilter=r"\b[Bb]earer\s+[A-Za-z0-9._~+/-]{16}"),
     )
 
     def mask(self, text: str) -> str:

@@ -19,6 +19,8 @@ from enrichers.sensitive.recognizer import (
 
 _V4 = r"\b(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\b"
 _V6 = r"(?:\b[0-9A-Fa-f]{1,4}|::?)(?::{1,2}[0-9A-Fa-f]{1,4}){2,7}(?:::)?"
+#: A superset of _V6 that ends at a fixed point (an open tail is reported at every end).
+_V6_PREFILTER = r"(?:\b[0-9A-Fa-f]{1,4}|::?):{1,2}[0-9A-Fa-f]{1,4}:{1,2}[0-9A-Fa-f]"
 
 
 _PRODUCT_TOKEN = re.compile(r"(?:^|(?<=[\s(;,]))[A-Za-z][A-Za-z0-9_.-]*/\Z")
@@ -41,7 +43,7 @@ class IpAddressRecognizer(Recognizer):
     DESCRIPTION = "public IP address"
     PATTERNS = (
         Pattern("v4", _V4, 0.5, validated=0.85),
-        Pattern("v6", _V6, 0.3, validated=0.85),
+        Pattern("v6", _V6, 0.3, validated=0.85, prefilter=_V6_PREFILTER),
     )
     CONTEXT = ("ip", "address", "client", "remote", "forwarded", "addr")
 
@@ -79,7 +81,7 @@ class PrivateIpAddressRecognizer(IpAddressRecognizer):
     DESCRIPTION = "private IP address"
     PATTERNS = (
         Pattern("v4", _V4, 0.5, validated=0.6),
-        Pattern("v6", _V6, 0.3, validated=0.6),
+        Pattern("v6", _V6, 0.3, validated=0.6, prefilter=_V6_PREFILTER),
     )
 
     def validate(self, text: str) -> bool | None:

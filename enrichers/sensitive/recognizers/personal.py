@@ -23,7 +23,7 @@ class EmailRecognizer(Recognizer):
             r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}\b",
             0.5,
             validated=0.95,
-            prefilter=r"[A-Za-z0-9](?:@|%40)[A-Za-z0-9-]+\.[A-Za-z0-9.-]*[A-Za-z]{2}",
+            prefilter=r"[A-Za-z0-9](?:@|%40)[A-Za-z0-9-]+\.[A-Za-z0-9]",
         ),
     )
     CONTEXT = ("email", "mail", "e-mail", "contact", "user")
@@ -63,6 +63,7 @@ class PhoneRecognizer(Recognizer):
             r"(?:\+|\b00)[1-9]\d{0,2}[\s.-]?(?:\(0?\d{1,4}\)[\s.-]?)?\d{1,5}(?:[\s.-]?\d{1,5}){1,5}\b",
             0.4,
             validated=0.85,
+            prefilter=r"(?:\+|\b00)[1-9]\d{0,2}[\s.-]?(?:\(0?\d{1,4}\)[\s.-]?)?\d[\s.-]?\d",
         ),
         Pattern(
             "us",
@@ -75,6 +76,8 @@ class PhoneRecognizer(Recognizer):
             r"(?:\(\d{2,5}\)\s?|\b\d{2,5}[\s.-])\d{2,5}(?:[\s.-]\d{2,5}){0,3}\b",
             0.05,
             validated=0.4,
+            # The first group of digits ends at a boundary in every match: one end per start.
+            prefilter=r"(?:\(\d{2,5}\)\s?|\b\d{2,5}[\s.-])\d{2,5}\b",
         ),
         Pattern("bare", r"\b\d{10,11}\b", 0.05, validated=0.3),
     )

@@ -62,7 +62,7 @@ class SlackTokenRecognizer(_PrefixedToken):
     ENTITY = "SLACK_TOKEN"
     DESCRIPTION = "Slack token or webhook"
     PATTERNS = (
-        Pattern("token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}", 0.95),
+        Pattern("token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}", 0.95, prefilter=r"\bxox[abposr]-[A-Za-z0-9-]{10}"),
         Pattern("webhook", r"https://hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]+", 0.95),
     )
     PREFIX_LEN = 5
