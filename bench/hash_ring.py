@@ -1,12 +1,31 @@
 """Trace-id routing as the Collector's ``loadbalancing`` exporter does it.
 
-The exporter (``routing_key: traceID``) puts every backend on a consistent-hash
-ring of 36 000 positions, 100 points per backend at ``crc32(endpoint + byte(i))
-% 36000``, and sends a trace to the first backend point at or after
-``crc32(trace id bytes) % 36000`` (wrapping around). This is our reading of its
-``consistent_hashing.go``; what the tests and benchmarks depend on is only the
-property that matters for apiward: every span of a trace goes to one backend,
-and the split is close to even.
+Checked against the exporter's source in opentelemetry-collector-contrib,
+``exporter/loadbalancingexporter`` (``consistent_hashing.go`` with its test,
+``loadbalancer.go``, ``trace_exporter.go``, ``resolver_static.go``,
+``resolver_dns.go``):
+
+- ``newHashRing(endpoints)`` places each endpoint at ``defaultWeight = 100``
+  points: point ``i`` is ``crc32.IEEE(endpoint bytes + byte(i)) % 36000``
+  (``maxPositions``, "360 degrees with two decimal places").
+- A position already taken is skipped, so the endpoint listed first keeps it;
+  the resolvers hand the ring a *sorted* list (``sort.Strings`` in the static
+  and DNS resolvers), so the first in sorted order wins a collision and the
+  order the user lists backends in does not matter. Items are sorted by
+  position.
+- The ring holds the endpoints exactly as resolved (``host:port`` as
+  configured for the static resolver, ``ip`` or ``ip:port`` for DNS);
+  ``endpointWithPort`` (adds ``:4317``) only names the exporter, not the
+  ring point.
+- ``routing_key: traceID`` (the default for traces): the key is the 16 bytes
+  of the trace id (``tid[:]`` of the first span of each per-trace batch);
+  ``endpointFor`` takes ``crc32.IEEE(key) % 36000`` and ``bsearch`` returns the
+  item at that position or the next higher one, wrapping to the first item
+  past the last.
+
+``tests/agent/test_hash_ring.py`` checks this module against the values in the
+exporter's own ``consistent_hashing_test.go`` and against a transcription of
+its ``bsearch``.
 """
 
 from __future__ import annotations
@@ -18,22 +37,41 @@ from collections.abc import Sequence
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 MAX_POSITIONS = 36_000
-POINTS_PER_ENDPOINT = 100
+DEFAULT_WEIGHT = 100
+POINTS_PER_ENDPOINT = DEFAULT_WEIGHT  # the old name
+
+
+def positions_for(endpoint: str, num_points: int = DEFAULT_WEIGHT) -> list[int]:
+    """``positionsFor``: the ring positions of one endpoint, in point order."""
+    ep = endpoint.encode()
+    return [zlib.crc32(ep + bytes([i & 0xFF])) % MAX_POSITIONS for i in range(num_points)]
+
+
+def positions_for_endpoints(endpoints: Sequence[str], weight: int = DEFAULT_WEIGHT) -> list[tuple[int, str]]:
+    """``positionsForEndpoints``: (position, endpoint) sorted by position; the first claimant keeps a position."""
+    items: dict[int, str] = {}
+    for ep in endpoints:
+        for pos in positions_for(ep, weight):
+            items.setdefault(pos, ep)
+    return sorted(items.items())
 
 
 class HashRing:
-    def __init__(self, endpoints: Sequence[str]) -> None:
-        items: dict[int, str] = {}
-        for ep in endpoints:
-            for i in range(POINTS_PER_ENDPOINT):
-                pos = zlib.crc32(ep.encode() + bytes([i % 256])) % MAX_POSITIONS
-                items.setdefault(pos, ep)
-        self._pos = sorted(items)
-        self._ep = [items[p] for p in self._pos]
+    """The exporter's ring for a set of resolved endpoints (sorted first, as the resolvers do)."""
+
+    def __init__(self, endpoints: Sequence[str], weight: int = DEFAULT_WEIGHT) -> None:
+        self.items = positions_for_endpoints(sorted(endpoints), weight)
+        self._pos = [p for p, _ in self.items]
+        self._ep = [e for _, e in self.items]
+
+    def position(self, key: bytes) -> int:
+        return zlib.crc32(key) % MAX_POSITIONS
 
     def endpoint_for(self, trace_id: bytes) -> str:
-        pos = zlib.crc32(trace_id) % MAX_POSITIONS
-        i = bisect.bisect_left(self._pos, pos)
+        """The endpoint for a routing key (the trace id's 16 bytes); ``""`` for an empty ring."""
+        if not self._pos:
+            return ""
+        i = bisect.bisect_left(self._pos, self.position(trace_id))
         return self._ep[0 if i == len(self._pos) else i]
 
 
