@@ -7,7 +7,8 @@ PYTHON ?= python3
 
 .PHONY: demo test setup system lint typecheck unit bench clean
 
-$(VENV)/.installed: pyproject.toml
+# setup.py compiles collectors/otlp_convert.py with mypyc: a change to it rebuilds.
+$(VENV)/.installed: pyproject.toml setup.py collectors/otlp_convert.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v WARNING || true
 	$(PY) -m pip install -q -e '.[test]' 2>&1 | grep -vE 'WARNING|^\s*$$' || true
@@ -37,4 +38,5 @@ bench: setup
 	$(PY) bench/ingest.py --duration 20
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build
+	find collectors -name '*.so' -delete

@@ -73,7 +73,9 @@ _KV_VALUE_AT = re.compile(
 )
 #: The key before a ``[:=]``, read backwards (on the reversed text before it).
 _KV_KEY_BEFORE = re.compile(r"""\s*["']?([A-Za-z0-9_.\-]{1,64})""", re.ASCII)
-_KV_PREFILTER = r"(?:" + "|".join(re.escape(s) for s in KEY_STEMS) + r")[A-Za-z0-9_.-]*[\"']?\s*[:=]"
+#: A key stem, the rest of that key segment (no dot: ``shipping.svc.local:8080`` holds the
+#: stem ``pin`` and a colon, but the colon ends a host name, not a key), then ``:`` or ``=``.
+_KV_PREFILTER = r"(?:" + "|".join(re.escape(s) for s in KEY_STEMS) + r")[A-Za-z0-9_-]*[\"']?\s*[:=]"
 _TOKEN_SPLIT = re.compile(r"[^a-z0-9#]+")
 _FORM_PLUS = re.compile(r"(?<=[A-Za-z0-9.,-])\+(?=[A-Za-z0-9(-])")
 #: Where :data:`_FORM_PLUS` would replace something (a pseudo-pattern of the hyperscan prefilter).
