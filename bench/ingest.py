@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -285,6 +286,8 @@ def main() -> int:
                     help="alternating baseline/agent rounds the duration is split into (median ratio)")
     ap.add_argument("--enrichers", default="",
                     help="analyses the agent runs (comma-separated; default all), e.g. service_counts")
+    ap.add_argument("--agent-args", default="",
+                    help="more `apiward run` options, one string (e.g. \"--queue-spans 50000\")")
     ap.add_argument("--serve-baseline", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--serve-receiver", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--agent", choices=("full", "receiver"), default="full",
@@ -325,6 +328,7 @@ def main() -> int:
                    "--api-port", "0", "--bind", "127.0.0.1", "--state-dir", state]
         if args.enrichers:
             apiward += ["--enrichers", args.enrichers]
+        apiward += shlex.split(args.agent_args)
         print(f"agent analyses: {args.enrichers or 'all'}")
         if args.agent == "receiver":
             apiward = [sys.executable, __file__, "--serve-receiver"]
