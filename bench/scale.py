@@ -27,7 +27,7 @@ than ``--max-foreign`` cores of foreign load cannot show 2-core scaling; it is
 marked, and ``--wait-quiet`` waits (bounded) for a quiet machine before each
 run. Run it under the shared lock::
 
-    flock /tmp/apiward-bench.lock .venv/bin/python bench/scale.py [--requests 120] [--repeats 3]
+    flock /tmp/apiward-bench.lock .venv/bin/python bench/scale.py [--requests 240] [--repeats 4]
 
 The last line is ``scaling factor 2 agents/1 agent: X.XX`` (target >= 1.7).
 """
@@ -304,9 +304,9 @@ def describe(r: Run, max_foreign: float) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--requests", type=int, default=120, help="OTLP requests in the load")
+    ap.add_argument("--requests", type=int, default=240, help="OTLP requests in the load")
     ap.add_argument("--spans", type=int, default=1000, help="spans per request")
-    ap.add_argument("--repeats", type=int, default=2, help="pairs of runs (order alternates 1,2 / 2,1)")
+    ap.add_argument("--repeats", type=int, default=4, help="pairs of runs (order alternates 1,2 / 2,1)")
     ap.add_argument("--max-foreign", type=float, default=0.15,
                     help="foreign load (cores) above which a run is marked not valid")
     ap.add_argument("--nice", type=int, default=-20,
