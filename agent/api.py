@@ -322,6 +322,9 @@ def render_metrics(agent: Agent) -> str:
            [({}, s.findings_emitted)])
     family("apiward_enricher_errors_total", "counter", "Batches an enricher failed on.",
            [({"enricher": k}, v) for k, v in sorted(s.enricher_errors.items())])
+    family("apiward_stage_cpu_seconds_total", "counter",
+           "CPU seconds of the analysis thread per stage (each enricher; state_capture).",
+           [({"stage": k}, round(v, 6)) for k, v in sorted(s.stage_cpu.items())])
     with agent.state.lock:
         nfind = len(agent.state.findings)
         by_sev: dict[str, int] = {}

@@ -16,6 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from time import thread_time
 from typing import Any
 
 from agent.model import SOURCES, Finding, Span, SpanSink
@@ -42,6 +43,10 @@ class Stats:
         self.spans_processed = 0
         self.findings_emitted = 0
         self.enricher_errors: dict[str, int] = {}
+        #: CPU seconds of the analysis thread per stage: each enricher (process and
+        #: tick), and "state_capture" (snapshots for the state store). Thread CPU
+        #: time, so waiting for the GIL or the lock is not counted.
+        self.stage_cpu: dict[str, float] = {}
         self.latency_buckets = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
         self.latency_count = 0
@@ -240,17 +245,22 @@ class Pipeline(SpanSink):
                 next_tick = now + self.tick_interval
             if now >= next_flush:
                 if self.store is not None:
+                    c0 = thread_time()
                     try:
                         self.store.capture(self.state)
                     except Exception:  # noqa: BLE001 - persistence must not stop analysis
                         log.exception("state capture failed")
+                    cpu = self.stats.stage_cpu
+                    cpu["state_capture"] = cpu.get("state_capture", 0.0) + thread_time() - c0
                 next_flush = now + self.flush_interval
 
     def _process(self, batch: list[Span], t0: float) -> None:
         state = self.state
         out: list[Finding] = []
+        cpu = self.stats.stage_cpu
         with state.lock:
             state.batch.clear()
+            c0 = thread_time()
             for enricher in self.enrichers:
                 try:
                     res = enricher.process(batch, state)
@@ -261,6 +271,9 @@ class Pipeline(SpanSink):
                     self.stats.enricher_errors[enricher.name] = n + 1
                     if n == 0:
                         log.exception("enricher %s failed on a batch (further errors counted)", enricher.name)
+                c1 = thread_time()
+                cpu[enricher.name] = cpu.get(enricher.name, 0.0) + c1 - c0
+                c0 = c1
             for f in out:
                 state.findings.add(f)
         self.stats.batches += 1
@@ -282,7 +295,9 @@ class Pipeline(SpanSink):
     def _tick(self) -> None:
         now_ns = time.time_ns()
         out: list[Finding] = []
+        cpu = self.stats.stage_cpu
         with self.state.lock:
+            c0 = thread_time()
             for enricher in self.enrichers:
                 try:
                     res = enricher.tick(now_ns, self.state)
@@ -290,6 +305,9 @@ class Pipeline(SpanSink):
                         out.extend(res)
                 except Exception:  # noqa: BLE001
                     log.exception("enricher %s tick failed", enricher.name)
+                c1 = thread_time()
+                cpu[enricher.name] = cpu.get(enricher.name, 0.0) + c1 - c0
+                c0 = c1
             for f in out:
                 self.state.findings.add(f)
         if out:
@@ -323,6 +341,7 @@ class Pipeline(SpanSink):
             "batches": s.batches,
             "findings": nfind,
             "enricher_errors": dict(s.enricher_errors),
+            "stage_cpu_seconds": {k: round(v, 6) for k, v in s.stage_cpu.items()},
             "services": services,
         }
 

@@ -406,6 +406,12 @@ def main() -> int:
         agent_us = agent_cpu / max(1.0, agent_spans) * 1e6
         print(f"CPU per span: baseline {base_us:.1f} us, agent {agent_us:.1f} us "
               f"(ratio baseline/agent {base_us / agent_us:.2f}; less sensitive to other load)")
+        stage = s.get("stage_cpu_seconds") or {}
+        if stage:
+            # The analysis thread's own CPU per stage (includes the warm-up second).
+            done = max(1, s.get("spans_processed", 1))
+            print("analysis CPU per span: " + ", ".join(
+                f"{k} {v / done * 1e6:.1f} us" for k, v in stage.items()))
         print(f"agent RSS: start {rss0:.0f} MiB, end {rss1:.0f} MiB, after each round "
               + ", ".join(f"{x:.0f}" for x in samples))
         print(f"ratio agent/baseline: {median:.2f}")

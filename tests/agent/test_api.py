@@ -60,6 +60,8 @@ def test_health_stats_metrics(agent):
     assert 'apiward_spans_accepted_total{collector="otlp"} 4' in text
     assert "apiward_queue_depth 0" in text
     assert "apiward_processing_latency_seconds_count 1" in text
+    assert 'apiward_stage_cpu_seconds_total{stage="inventory"}' in text
+    assert set(st["stage_cpu_seconds"]) >= {"inventory", "callgraph"}
     assert get(base + "/nope")[0] == 404
     assert get(base + "/api/v1/stats", method="POST", body=b"{}")[0] == 405
     traces = json.loads(get(base + "/api/v1/traces?service=users")[2])

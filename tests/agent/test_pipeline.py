@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from agent.model import Finding, Resource, Severity, SpanKind, Subject, make_span
 from agent.pipeline import Pipeline
@@ -127,3 +128,29 @@ def test_state_survives_restart(tmp_path):
     assert r2 is not None and r2.finding.count == 3 and r2.acknowledged
     assert state.secret == state2.secret and len(state.secret) == 32
     store2.close()
+
+
+class Busy(Enricher):
+    """Burns a known amount of CPU per batch, so its share of the stage CPU is measurable."""
+
+    name = "busy"
+
+    def process(self, batch, state):
+        t = time.thread_time()
+        while time.thread_time() - t < 0.02:
+            pass
+        return ()
+
+
+def test_stage_cpu_is_counted_per_enricher_and_served():
+    state = State()
+    p = Pipeline(state, [ServiceCountsEnricher(), Busy()])
+    p.start()
+    for k in range(3):
+        assert p.offer(spans("a", 10, start=10 * k), "otlp")
+        assert p.wait_idle(10)
+    p.stop()
+    cpu = p.snapshot_stats()["stage_cpu_seconds"]
+    assert set(cpu) >= {"service_counts", "busy"}
+    assert cpu["busy"] >= 0.02 * p.stats.batches * 0.9  # thread CPU: the busy loop, counted where it ran
+    assert cpu["service_counts"] < cpu["busy"]
