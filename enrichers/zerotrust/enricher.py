@@ -295,6 +295,7 @@ class ZeroTrustEnricher(Enricher):
         aggs: dict[tuple[str, str], _Agg] = {}
         hints: set[str] = set()
         covered: set[str] = set()
+        groups: dict[tuple[Any, ...], list[Any]] = {}
         sensitive = state.batch.sensitive
         evaluator = self.evaluator
         all_calls = state.batch.calls
@@ -323,10 +324,27 @@ class ZeroTrustEnricher(Enricher):
                 if auth is None:
                     hints.add("auth")
             hints.update(ev.unknown)
-            self._observe(part, call, ev, auth, tls)
+            # Observations are counted per group of alike calls (most calls of a batch
+            # repeat a few edges and endpoints), once per batch: see _observe.
+            label = auth_label(auth)
+            gk = (call.client, call.server, call.connection_type, call.client_kind, call.server_kind,
+                  ev.direction, ev.method, ev.route, label, tls, ev.verdict,
+                  tuple(v.kind for v in ev.violations) if ev.violations else ())
+            ts = call.span.start_ns
+            g = groups.get(gk)
+            if g is None:
+                groups[gk] = [1, ts, ts, call]
+            else:
+                g[0] += 1
+                if ts < g[1]:
+                    g[1] = ts
+                if ts > g[2]:
+                    g[2] = ts
             for v in ev.violations:
                 self._add_violation(aggs, call, ev, v)
             self._check_call_tokens(aggs, part, call)
+        for gk, (n, first_ns, last_ns, call) in groups.items():
+            self._observe(part, call, gk, n, first_ns, last_ns)
         # Server spans no call covers (no call graph, or not paired yet) still get token checks;
         # a later call over them is not checked twice for tokens: it is keyed by span below.
         for span in batch:
@@ -346,29 +364,33 @@ class ZeroTrustEnricher(Enricher):
         return out
 
     def _observe(
-        self, part: ZeroTrustState, call: Call, ev: Evaluation, auth: tuple[str, ...] | None, tls: bool | None
+        self, part: ZeroTrustState, call: Call, gk: tuple[Any, ...], n: int, first_ns: int, last_ns: int,
     ) -> None:
+        """Count ``n`` alike calls (``call`` is the first of them) into their edge and endpoint.
+
+        ``gk`` is the group key built in :meth:`_analyse`: the call's edge, direction,
+        method, route, credential label, TLS, verdict and violation kinds.
+        """
+        _c, _s, _t, _ck, _sk, direction, method, route, label, tls, verdict, kinds = gk
         rec = part.edge(call.client, call.server, call.connection_type,
-                        call.client_kind.value, call.server_kind.value)
+                        call.client_kind.value, call.server_kind.value, n)
         if rec is None:
             return
-        ts = call.span.start_ns
-        label = auth_label(auth)
-        rec.direction = ev.direction
-        if ev.direction == DIRECTION_EGRESS and not rec.host:
+        rec.direction = direction
+        if direction == DIRECTION_EGRESS and not rec.host:
             rec.host = server_view(call).host
-        rec.seen.add(ts, label, tls)
-        if ev.method or ev.route:
-            key = f"{ev.method or '*'} {ev.route or '/'}"
+        rec.seen.add_many(n, first_ns, last_ns, label, tls)
+        if method or route:
+            key = f"{method or '*'} {route or '/'}"
             ep = rec.endpoints.get(key)
             if ep is None and len(rec.endpoints) < MAX_ENDPOINTS_PER_EDGE:
                 ep = rec.endpoints[key] = type(rec.seen)()
             if ep is not None:
-                ep.add(ts, label, tls)
-        rec.verdicts[ev.verdict] = rec.verdicts.get(ev.verdict, 0) + 1
-        for v in ev.violations:
-            rid = RULE_PREFIX + v.kind
-            rec.rules[rid] = rec.rules.get(rid, 0) + 1
+                ep.add_many(n, first_ns, last_ns, label, tls)
+        rec.verdicts[verdict] = rec.verdicts.get(verdict, 0) + n
+        for kind in kinds:
+            rid = RULE_PREFIX + kind
+            rec.rules[rid] = rec.rules.get(rid, 0) + n
 
     def _add_violation(self, aggs: dict[tuple[str, str], _Agg], call: Call, ev: Evaluation, v: Violation) -> None:
         host = server_view(call).host if ev.direction == DIRECTION_EGRESS else ""

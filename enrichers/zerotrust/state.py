@@ -48,14 +48,18 @@ class Observed:
     tls: dict[str, int] = field(default_factory=dict)  # "true"/"false"/"unknown" -> calls
 
     def add(self, ts_ns: int, auth: str, tls: bool | None) -> None:
-        self.count += 1
-        if not self.first_ns or ts_ns < self.first_ns:
-            self.first_ns = ts_ns
-        if ts_ns > self.last_ns:
-            self.last_ns = ts_ns
-        self.auth[auth] = self.auth.get(auth, 0) + 1
+        self.add_many(1, ts_ns, ts_ns, auth, tls)
+
+    def add_many(self, n: int, first_ns: int, last_ns: int, auth: str, tls: bool | None) -> None:
+        """``n`` calls with the same credential label and TLS, seen from ``first_ns`` to ``last_ns``."""
+        self.count += n
+        if not self.first_ns or first_ns < self.first_ns:
+            self.first_ns = first_ns
+        if last_ns > self.last_ns:
+            self.last_ns = last_ns
+        self.auth[auth] = self.auth.get(auth, 0) + n
         t = "unknown" if tls is None else ("true" if tls else "false")
-        self.tls[t] = self.tls.get(t, 0) + 1
+        self.tls[t] = self.tls.get(t, 0) + n
 
     def to_dict(self) -> dict[str, Any]:
         return {"count": self.count, "first_ns": self.first_ns, "last_ns": self.last_ns,
@@ -137,13 +141,16 @@ class ZeroTrustState:
         self.dropped_edges = 0
 
     def edge(
-        self, client: str, server: str, connection_type: str, client_kind: str, server_kind: str
+        self, client: str, server: str, connection_type: str, client_kind: str, server_kind: str,
+        calls: int = 1,
     ) -> EdgeRecord | None:
+        """The record of an edge, created on first sight; ``None`` (and ``calls`` counted as
+        dropped) when the table is full."""
         key = edge_key(client, server, connection_type)
         rec = self.edges.get(key)
         if rec is None:
             if len(self.edges) >= MAX_EDGES:
-                self.dropped_edges += 1
+                self.dropped_edges += calls
                 return None
             rec = EdgeRecord(client, server, connection_type, client_kind, server_kind)
             self.edges[key] = rec
