@@ -41,6 +41,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from math import ceil, log2
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from agent.model import (
@@ -78,6 +79,11 @@ _CACHE_MAX = 8192
 _MISKINDS = (SpanKind.INTERNAL, SpanKind.UNSPECIFIED)
 _NS = 1_000_000_000
 _ERROR = StatusCode.ERROR
+# Enum members read through their class cost ~0.1 us each (EnumType attribute
+# lookup): the hot paths compare with these module constants instead.
+_SERVER, _CLIENT = SpanKind.SERVER, SpanKind.CLIENT
+_PRODUCER, _CONSUMER = SpanKind.PRODUCER, SpanKind.CONSUMER
+_FUNCTION, _DATABASE = NodeKind.FUNCTION, NodeKind.DATABASE
 #: what tls_evidence reads from a URL scheme (anything else: look at the URL)
 _SCHEME_TLS = {"https": True, "http": False}
 
@@ -197,6 +203,11 @@ class EdgeStats:
         return e
 
 
+_SERVER_SPAN = attrgetter("server_span")
+_ENDPOINT = attrgetter("endpoint")
+_CALLER = attrgetter("client")
+
+
 class CallGraphPart:
     """The call graph in State (part ``"callgraph"``).
 
@@ -258,72 +269,81 @@ class CallGraphPart:
 
     def record(self, call: Call) -> None:
         """Count one call into its edge."""
-        self.add(call.client, call.server, call.connection_type, call.span, call.client_span,
-                 call.server_span, call.tls, call.auth, call.endpoint)
+        self.record_many((call,))
 
-    def add(
-        self, client: str, server: str, ctype: str, span: Span, client_span: Span | None,
-        server_span: Span | None, tls: bool | None, auth: tuple[str, ...] | None,
-        ep: Endpoint | None,
-    ) -> None:
-        """:meth:`record` from the parts of a call (the enricher's hot path: no Call read)."""
-        key = (client, server, ctype)
-        e = self._edges.get(key)
-        if e is None:
-            if len(self._edges) >= self.max_edges:
+    def record_many(self, calls: Sequence[Call]) -> None:  # noqa: C901 - the hot loop, inlined
+        """:meth:`record` of each call, in order (the enricher's hot path: one loop,
+        ``Span.is_error`` and ``LatencySketch.add_ns`` inlined, the edge looked up
+        again only when it changes, an endpoint's key string built once)."""
+        edges = self._edges
+        e: EdgeStats | None = None
+        client = server = ctype = None
+        ep_keys: dict[int, str] = {}  # id(endpoint) -> "METHOD route"; calls keep them alive
+        for call in calls:
+            if call.client is not client or call.server is not server or call.connection_type is not ctype:
+                client, server, ctype = call.client, call.server, call.connection_type
+                key = (client, server, ctype)
+                e = edges.get(key)
+                if e is None:
+                    if len(edges) < self.max_edges:
+                        e = edges[key] = EdgeStats(client, server, ctype)
+            if e is None:
                 self.dropped_edges += 1
-                return
-            e = EdgeStats(client, server, ctype)
-            self._edges[key] = e
-        e.calls += 1
-        # Span.is_error, inlined
-        if span.status_code == _ERROR:
-            e.errors += 1
-        else:
-            http = span.http
-            if http is not None and http.status_code >= 500:
+                continue
+            e.calls += 1
+            span = call.span
+            if span.status_code == _ERROR:
                 e.errors += 1
             else:
-                rpc = span.rpc
-                if rpc is not None and rpc.grpc_status is not None and rpc.grpc_status != 0:
+                http = span.http
+                if http is not None and http.status_code >= 500:
                     e.errors += 1
-        # LatencySketch.add_ns, inlined (one log2 and one dict update), server then client side
-        for s, sk in ((server_span, e.server_latency), (client_span, e.client_latency)):
-            if s is None:
-                continue
-            sk.count += 1
-            d = s.end_ns - s.start_ns
-            if d > 0:
-                k = ceil(log2(d * 1e-9) * MULT)
-                b = sk.bins
-                b[k] = b.get(k, 0) + 1
+                else:
+                    rpc = span.rpc
+                    if rpc is not None and rpc.grpc_status is not None and rpc.grpc_status != 0:
+                        e.errors += 1
+            # LatencySketch.add_ns, inlined, server then client side
+            for s, sk in ((call.server_span, e.server_latency), (call.client_span, e.client_latency)):
+                if s is None:
+                    continue
+                sk.count += 1
+                d = s.end_ns - s.start_ns
+                if d > 0:
+                    k = ceil(log2(d * 1e-9) * MULT)
+                    b = sk.bins
+                    b[k] = b.get(k, 0) + 1
+                else:
+                    sk.zero += 1
+            ts = span.end_ns or span.start_ns
+            if ts > e.last_ns:
+                e.last_ns = ts
+            if not e.first_ns or ts < e.first_ns:
+                e.first_ns = ts
+            tls = call.tls
+            if tls is True:
+                e.tls_yes += 1
+            elif tls is False:
+                e.tls_no += 1
+            auth = call.auth
+            if auth is None:
+                e.auth_unknown += 1
+            elif not auth:
+                e.unauthenticated += 1
             else:
-                sk.zero += 1
-        ts = span.end_ns or span.start_ns
-        if ts > e.last_ns:
-            e.last_ns = ts
-        if not e.first_ns or ts < e.first_ns:
-            e.first_ns = ts
-        if tls is True:
-            e.tls_yes += 1
-        elif tls is False:
-            e.tls_no += 1
-        if auth is None:
-            e.auth_unknown += 1
-        elif not auth:
-            e.unauthenticated += 1
-        else:
-            ea = e.auth
-            for a in auth:
-                ea[a] = ea.get(a, 0) + 1
-        if ep is not None:
-            ek = f"{ep.method} {ep.route}"
-            eps = e.endpoints
-            n = eps.get(ek)
-            if n is not None:
-                eps[ek] = n + 1
-            elif len(eps) < MAX_EDGE_ENDPOINTS:
-                eps[ek] = 1
+                ea = e.auth
+                for a in auth:
+                    ea[a] = ea.get(a, 0) + 1
+            ep = call.endpoint
+            if ep is not None:
+                ek = ep_keys.get(id(ep))
+                if ek is None:
+                    ek = ep_keys[id(ep)] = f"{ep.method} {ep.route}"
+                eps = e.endpoints
+                n = eps.get(ek)
+                if n is not None:
+                    eps[ek] = n + 1
+                elif len(eps) < MAX_EDGE_ENDPOINTS:
+                    eps[ek] = 1
 
     def edges(self) -> Iterable[EdgeStats]:
         return list(self._edges.values())
@@ -501,7 +521,7 @@ class CallGraphEnricher(Enricher):
         self._replay_since_tick = False
         self._out: list[Call] = []
         self._part: CallGraphPart | None = None
-        #: the inventory's record_caller, when there is an inventory
+        #: the inventory's record_callers, when there is an inventory
         self._note: Any = None
         self._state: State | None = None
 
@@ -516,7 +536,7 @@ class CallGraphEnricher(Enricher):
             self._virtual_cache.clear()
         self._part = part
         self._state = state
-        self._note = getattr(state.parts.get("inventory"), "record_caller", None)
+        self._note = getattr(state.parts.get("inventory"), "record_callers", None)
         return part
 
     @property
@@ -528,9 +548,7 @@ class CallGraphEnricher(Enricher):
         endpoints = state.batch.endpoints
         expires = self.clock() + self.ttl_ns
         nodes = part._nodes
-        client, server, producer, consumer = (
-            SpanKind.CLIENT, SpanKind.SERVER, SpanKind.PRODUCER, SpanKind.CONSUMER,
-        )
+        client, server, producer, consumer = _CLIENT, _SERVER, _PRODUCER, _CONSUMER
         last_res = None
         nid, nkind, info = "", NodeKind.SERVICE, None
         replay = False
@@ -656,10 +674,27 @@ class CallGraphEnricher(Enricher):
         return []
 
     def _flush(self, state: State) -> list[Finding]:
-        """Publish the calls emitted since the last flush (they are recorded already)."""
-        if self._out:
-            calls = self._out
+        """Count the calls emitted since the last flush into their edges, tell the
+        inventory their callers, and publish them.
+
+        Counting waits for the flush (at the end of every process, tick and
+        flush_all) so that it goes an edge and an endpoint at a time; nothing reads
+        the edges or the callers before it. (If a batch fails half-way, its calls
+        are counted and published with the next flush.)
+        """
+        calls = self._out
+        if calls:
             self._out = []
+            part = self._part
+            assert part is not None
+            part.record_many(calls)
+            note = self._note
+            if note is not None:
+                # the calls that name the endpoint of a server span (every pair does)
+                noted = calls if all(map(_SERVER_SPAN, calls)) else [
+                    c for c in calls if c.server_span is not None
+                ]
+                note(list(map(_ENDPOINT, noted)), list(map(_CALLER, noted)))
             state.batch.calls.extend(calls)
         return []
 
@@ -668,25 +703,18 @@ class CallGraphEnricher(Enricher):
         cspan: Span | None, sspan: Span | None, ep: Endpoint | None, tls: bool | None,
         auth: tuple[str, ...] | None,
     ) -> None:
-        """Publish one call: count it into its edge, tell the inventory its caller."""
+        """Publish one call (counted into its edge and its endpoint's callers by :meth:`_flush`)."""
         self._out.append(Call(cnode, snode, ckind, skind, ctype, span, cspan, sspan, ep, tls, auth))
-        part = self._part
-        assert part is not None
-        part.add(cnode, snode, ctype, span, cspan, sspan, tls, auth, ep)
-        note = self._note
-        if note is not None and ep is not None and sspan is not None:
-            note(ep, cnode)
 
     def _emit_pair(
         self, cnode: str, snode: str, ckind: NodeKind, skind: NodeKind, cspan: Span, sspan: Span,
         ep: Endpoint | None,
     ) -> None:
         """:meth:`_emit` for a client span paired with its server span (the hot path:
-        ``_ctype``, ``_tls``/``_auth`` of both sides and :meth:`CallGraphPart.add`
-        inlined for the common case)."""
+        ``_ctype`` and ``_tls``/``_auth`` of both sides inlined for the common case)."""
         http = sspan.http
         if (
-            http is not None and skind != NodeKind.FUNCTION and sspan.db is None
+            http is not None and skind != _FUNCTION and sspan.db is None
             and sspan.messaging is None and sspan.rpc is None
         ):
             ctype = "http"  # what _ctype says for a plain HTTP server span
@@ -705,8 +733,8 @@ class CallGraphEnricher(Enricher):
                 tls = _tls(cspan)
         else:
             tls = _tls(cspan)
+        sa = sspan.attributes
         if tls is not True:
-            sa = sspan.attributes
             if "tls.protocol.version" in sa or "tls.established" in sa or "tls.cipher" in sa:
                 t2 = tls_evidence(sspan)
             elif http is not None:
@@ -722,7 +750,15 @@ class CallGraphEnricher(Enricher):
             and "tls.client.certificate" not in ca and "tls.client.subject" not in ca
             and "tls.client.hash.sha256" not in ca
         ):
-            auth = _auth(sspan)
+            # _auth(sspan), inlined
+            if (
+                (http is None or not (http.request_headers or http.query)) and not sspan.enduser_id
+                and "tls.client.certificate" not in sa and "tls.client.subject" not in sa
+                and "tls.client.hash.sha256" not in sa
+            ):
+                auth = None
+            else:
+                auth = auth_evidence(sspan)
         else:
             auth = auth_evidence(cspan)
             if auth is not None:
@@ -732,12 +768,6 @@ class CallGraphEnricher(Enricher):
             else:
                 auth = _auth(sspan)
         self._out.append(Call(cnode, snode, ckind, skind, ctype, sspan, cspan, sspan, ep, tls, auth))
-        note = self._note
-        if note is not None and ep is not None:
-            note(ep, cnode)
-        part = self._part
-        assert part is not None
-        part.add(cnode, snode, ctype, sspan, cspan, sspan, tls, auth, ep)
 
     # ------------------------------------------------------------------ roles
     def _own(self, span: Span) -> tuple[str, NodeKind]:
@@ -766,12 +796,12 @@ class CallGraphEnricher(Enricher):
         assert db is not None and part is not None
         if not part.touch(sid, span.end_ns):
             part.node(
-                sid, NodeKind.DATABASE, span.end_ns, virtual=True,
+                sid, _DATABASE, span.end_ns, virtual=True,
                 system=db.system, host=db.server_address,
                 internal=self.classifier.is_internal(db.server_address) if db.server_address else None,
             )
         part.counters["immediate"] += 1
-        self._emit(cid, sid, ckind, NodeKind.DATABASE, "database", span, span, None,
+        self._emit(cid, sid, ckind, _DATABASE, "database", span, span, None,
                    endpoints.get(span.span_id), _tls(span), _auth(span))
 
     def _client_side(
@@ -787,7 +817,7 @@ class CallGraphEnricher(Enricher):
             mine = _Pending(span, nid, kind, endpoints.get(sid), expires, True,
                             span.source == SOURCE_REPLAY, (sid,))
             del servers[sid]
-            fanout = span.kind == SpanKind.PRODUCER
+            fanout = span.kind == _PRODUCER
             miskind = span.kind in _MISKINDS
             keep: list[_Pending] = []
             for srv in _as_list(waiting):
@@ -834,8 +864,8 @@ class CallGraphEnricher(Enricher):
         trace = span.trace_id
         parent = span.parent_span_id
         skind = span.kind
-        links = span.links if span.links and (skind == SpanKind.CONSUMER or skind in _MISKINDS) else ()
-        if parent and not links and skind == SpanKind.SERVER:
+        links = span.links if span.links and (skind == _CONSUMER or skind in _MISKINDS) else ()
+        if parent and not links and skind == _SERVER:
             # the common case, spelled out: one key, the parent's span id
             cli = self._clients.get(parent)
             if (
@@ -954,7 +984,7 @@ class CallGraphEnricher(Enricher):
     def _pair(self, cli: _Pending, srv: _Pending) -> None:
         assert self._part is not None
         cspan, sspan = cli.span, srv.span
-        if cspan.kind == SpanKind.PRODUCER:
+        if cspan.kind == _PRODUCER:
             cli.paired = True  # keeps waiting for more consumers until it expires
         else:
             self._done(cli)
@@ -968,7 +998,7 @@ class CallGraphEnricher(Enricher):
 
     @staticmethod
     def _ctype(cspan: Span | None, sspan: Span | None, server_kind: NodeKind) -> str:
-        if server_kind == NodeKind.FUNCTION and sspan is not None and sspan.faas is not None:
+        if server_kind == _FUNCTION and sspan is not None and sspan.faas is not None:
             return sspan.faas.trigger or "faas"
         for s in (sspan, cspan):
             if s is not None:
@@ -1006,7 +1036,7 @@ class CallGraphEnricher(Enricher):
             return
         if p.client_side:
             self._part.counters["expired_client"] += 1
-            if span.kind != SpanKind.PRODUCER:
+            if span.kind != _PRODUCER:
                 self._remember_gone(p)
             self._resolve_client(p)
         else:
@@ -1032,7 +1062,7 @@ class CallGraphEnricher(Enricher):
         span = p.span
         ts = span.end_ns
         part = self._part
-        if span.kind == SpanKind.PRODUCER or (span.messaging is not None and span.http is None):
+        if span.kind == _PRODUCER or (span.messaging is not None and span.http is None):
             sid, skind, ctype = queue_node(span), NodeKind.QUEUE, "messaging"
             m = span.messaging
             if not part.touch(sid, ts):
@@ -1061,7 +1091,7 @@ class CallGraphEnricher(Enricher):
             peer = http.peer_service
             host = http.server_address
             addr = http.network_peer_address
-            if not host and span.kind != SpanKind.CLIENT:
+            if not host and span.kind != _CLIENT:
                 host = str(attrs.get("server.address") or attrs.get("net.peer.name") or "")
         else:
             peer = str(attrs.get("peer.service") or "")
@@ -1096,7 +1126,7 @@ class CallGraphEnricher(Enricher):
         ts = span.end_ns
         trigger = span.faas.trigger if span.faas is not None else ""
         ctype = ""
-        if span.kind == SpanKind.CONSUMER and span.messaging is not None:
+        if span.kind == _CONSUMER and span.messaging is not None:
             cid, ckind = queue_node(span), NodeKind.QUEUE
             if not part.touch(cid, ts):
                 part.node(cid, ckind, ts, virtual=True, system=span.messaging.system,
@@ -1113,7 +1143,7 @@ class CallGraphEnricher(Enricher):
                 part.node(cid, ckind, ts, virtual=True)
         else:
             cid, ckind = self._caller(span)
-        if p.kind == NodeKind.FUNCTION:
+        if p.kind == _FUNCTION:
             ctype = trigger or "faas"
         ctype = ctype or connection_type(span) or "http"
         if not p.keys:

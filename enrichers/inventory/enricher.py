@@ -34,10 +34,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
-from itertools import repeat
 from math import ceil, log2
-from operator import attrgetter, contains, lt, mul, sub
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +42,7 @@ from agent.model import (
     SOURCE_REPLAY,
     Endpoint,
     Finding,
+    HttpView,
     Severity,
     Span,
     SpanKind,
@@ -84,19 +82,6 @@ _NOT_SERVED = (404, 405)
 _MISKINDS = (SpanKind.INTERNAL, SpanKind.UNSPECIFIED)
 _DAY = 86_400
 _ERROR = StatusCode.ERROR
-_END = attrgetter("end_ns")
-_START = attrgetter("start_ns")
-_HTTP = attrgetter("http")
-_RPC = attrgetter("rpc")
-_ATTRS = attrgetter("attributes")
-_ENDUSER = attrgetter("enduser_id")
-_TRACE = attrgetter("trace_id")
-_STATUS = attrgetter("status_code")
-_QUERY = attrgetter("query")
-_REQ_HEADERS = attrgetter("request_headers")
-_RESP_HEADERS = attrgetter("response_headers")
-_STATUS_CODE = attrgetter("status_code")
-_POSITIVE = partial(lt, 0)  # _POSITIVE(d): 0 < d
 
 
 @dataclass(slots=True)
@@ -255,6 +240,25 @@ def _bounded_update(dst: set[str], src: Iterable[str], cap: int) -> None:
         if len(dst) >= cap:
             return
         dst.add(x)
+
+
+def _observe_message(rec: EndpointRecord, http: HttpView) -> None:
+    """The query parameter names and content types of one request/response."""
+    if http.query and len(rec.query_params) < MAX_QUERY_NAMES:
+        for pair in http.query.split("&"):
+            name = pair.partition("=")[0][:64]
+            if name and len(rec.query_params) < MAX_QUERY_NAMES:
+                rec.query_params.add(name)
+    h = http.request_headers
+    if h:
+        ct = h.get("content-type")
+        if ct and len(rec.request_types) < MAX_SMALL_SET:
+            rec.request_types.add(ct.partition(";")[0].strip().lower()[:100])
+    h = http.response_headers
+    if h:
+        ct = h.get("content-type")
+        if ct and len(rec.response_types) < MAX_SMALL_SET:
+            rec.response_types.add(ct.partition(";")[0].strip().lower()[:100])
 
 
 Key = tuple[str, str, str]
@@ -422,8 +426,10 @@ class InventoryPart:
         ep = cache.get(raw)
         if ep is not None:
             return ep
-        ck = (callee, http.method, canonical_path(http.path))  # outbound: no pins
-        ep = cache.get(ck)
+        canon = canonical_path(http.path)  # outbound: no pins
+        ck = (callee, http.method, canon)
+        # (the same object when there was no digit segment: the raw key missed already)
+        ep = cache.get(ck) if canon is not http.path else None
         if ep is not None:
             if len(cache) >= _CACHE_MAX:
                 cache.clear()
@@ -461,20 +467,24 @@ class InventoryPart:
         return rec
 
     def observe(self, span: Span, rec: EndpointRecord) -> None:
-        """Count one server-side span into its endpoint record (the hot path)."""
-        end = span.end_ns or span.start_ns
+        """Count one server-side span into its endpoint record (the hot path: what
+        most spans lack, a query, headers, identity or a client certificate, is
+        looked at only when there)."""
+        start = span.start_ns
+        end = span.end_ns or start
         last = rec.last_ns
         if end > last:
             if last and end - last > self.dormant_after_ns:
                 rec.revived_ns = end
             rec.last_ns = end
-        if end < rec.first_ns or not rec.first_ns:
+        first = rec.first_ns
+        if end < first or not first:
             rec.first_ns = end
         if end >= rec.next_minute_ns:
             rec.roll(end // _MINUTE_NS)
         rec.calls += 1
         # LatencySketch.add_ns, inlined
-        d = span.end_ns - span.start_ns
+        d = span.end_ns - start
         sk = rec.sketch
         sk.count += 1
         if d > 0:
@@ -484,10 +494,13 @@ class InventoryPart:
         else:
             sk.zero += 1
         rec.traces.append(span.trace_id)
-        err = span.status_code == StatusCode.ERROR
+        err = span.status_code == _ERROR
         http = span.http
         rpc = span.rpc
         code = 0
+        # auth_evidence only finds something in headers, the query, enduser.id or
+        # tls.client.*: the call is skipped when none of them is there (the common case)
+        evidence = False
         if http is not None:
             code = http.status_code
             if code:
@@ -495,21 +508,9 @@ class InventoryPart:
                 st[code] = st.get(code, 0) + 1
                 if code >= 500:
                     err = True
-            if http.query and len(rec.query_params) < MAX_QUERY_NAMES:
-                for pair in http.query.split("&"):
-                    name = pair.partition("=")[0][:64]
-                    if name and len(rec.query_params) < MAX_QUERY_NAMES:
-                        rec.query_params.add(name)
-            h = http.request_headers
-            if h:
-                ct = h.get("content-type")
-                if ct and len(rec.request_types) < MAX_SMALL_SET:
-                    rec.request_types.add(ct.partition(";")[0].strip().lower()[:100])
-            h = http.response_headers
-            if h:
-                ct = h.get("content-type")
-                if ct and len(rec.response_types) < MAX_SMALL_SET:
-                    rec.response_types.add(ct.partition(";")[0].strip().lower()[:100])
+            if http.query or http.request_headers or http.response_headers:
+                _observe_message(rec, http)
+                evidence = bool(http.request_headers or http.query)
         if rpc is not None and rpc.grpc_status is not None:
             if http is None:
                 code = rpc.grpc_status
@@ -520,16 +521,15 @@ class InventoryPart:
             rec.errors += 1
         if not rec.served and code not in _NOT_SERVED:
             rec.served = True
-        attrs = span.attributes
-        # auth_evidence only finds something in headers, the query, enduser.id or
-        # tls.client.*: skip the call when none of them is there (the common case).
-        if (
-            (http is not None and (http.request_headers or http.query))
-            or span.enduser_id
-            or "tls.client.certificate" in attrs
-            or "tls.client.subject" in attrs
-            or "tls.client.hash.sha256" in attrs
-        ):
+        if not evidence:
+            attrs = span.attributes
+            evidence = bool(
+                span.enduser_id
+                or "tls.client.certificate" in attrs
+                or "tls.client.subject" in attrs
+                or "tls.client.hash.sha256" in attrs
+            )
+        if evidence:
             auth = auth_evidence(span)
             if auth is not None:
                 if auth:
@@ -549,75 +549,35 @@ class InventoryPart:
                 rec.pend_traces.append(span.trace_id)
                 rec.pend_spans.append(span.span_id)
 
-    def observe_many(self, rec: EndpointRecord, spans: list[Span]) -> None:
-        """:meth:`observe` of each span, in order; a column at a time when nothing
-        order-dependent can happen (no minute boundary, no revival, no shadow/zombie
-        observation, no query, header, identity or client certificate to read)."""
-        n = len(spans)
-        if n < 3 or rec.deprecated or rec.documented is False:
-            for span in spans:
-                self.observe(span, rec)
-            return
-        ends = list(map(_END, spans))
-        hi = max(ends)
-        last = rec.last_ns
-        views = list(map(_HTTP, spans))
-        attrs = list(map(_ATTRS, spans))
-        if (
-            0 in ends or hi >= rec.next_minute_ns or not all(views)
-            or (last and hi - last > self.dormant_after_ns)
-            or any(map(_RPC, spans)) or any(map(_QUERY, views)) or any(map(_REQ_HEADERS, views))
-            or any(map(_RESP_HEADERS, views)) or any(map(_ENDUSER, spans))
-            or any(map(contains, attrs, repeat("tls.client.certificate")))
-            or any(map(contains, attrs, repeat("tls.client.subject")))
-            or any(map(contains, attrs, repeat("tls.client.hash.sha256")))
-        ):
-            for span in spans:
-                self.observe(span, rec)
-            return
-        if hi > last:
-            rec.last_ns = hi
-        lo = min(ends)
-        if lo < rec.first_ns or not rec.first_ns:
-            rec.first_ns = lo
-        rec.calls += n
-        # LatencySketch.add_ns of every duration (the same float operations, in C loops)
-        sk = rec.sketch
-        sk.count += n
-        durations = list(map(sub, ends, map(_START, spans)))
-        positive = list(filter(_POSITIVE, durations))
-        if len(positive) != n:
-            sk.zero += n - len(positive)
-        b = sk.bins
-        get = b.get
-        for k in map(ceil, map(mul, map(log2, map(mul, positive, repeat(1e-9))), repeat(MULT))):
-            b[k] = get(k, 0) + 1
-        rec.traces.extend(map(_TRACE, spans))
-        codes = list(map(_STATUS_CODE, views))
-        st = rec.status
-        served = rec.served
-        errors = 0
-        for code, c in Counter(codes).items():
-            if code:
-                st[code] = st.get(code, 0) + c
-                if code >= 500:
-                    errors += c
-            if not served and code not in _NOT_SERVED:
-                served = True
-        if _ERROR in map(_STATUS, spans):  # status ERROR with a code below 500 is an error too
-            errors = sum(1 for sc, code in zip(map(_STATUS, spans), codes, strict=True)
-                         if sc == _ERROR or code >= 500)
-        rec.errors += errors
-        if served:
-            rec.served = True
-
     def record_caller(self, endpoint: Endpoint, caller: str) -> None:
-        """Called by the call graph for each call it pairs or resolves."""
-        rec = self.records.get((endpoint.service, endpoint.method, endpoint.route))
-        if rec is None:
-            return
-        if caller in rec.callers or len(rec.callers) < MAX_CALLERS:
-            rec.callers[caller] = rec.callers.get(caller, 0) + 1
+        """One call of ``caller`` to ``endpoint``."""
+        self.record_callers([endpoint], [caller])
+
+    def record_callers(self, endpoints: list[Endpoint | None], callers: list[str]) -> None:
+        """Called by the call graph with the calls it paired or resolved: the endpoint
+        (``None``: none) and the caller of each, in order.
+
+        Counted per distinct (endpoint object, caller) pair, in the order each first
+        appears, which adds callers to a record in the order one call at a time
+        would (so the :data:`MAX_CALLERS` cap keeps the same ones). Keyed by object
+        (an int hash, no dataclass ``__hash__``): a record shares one Endpoint.
+        """
+        ids = list(map(id, endpoints))
+        by_id = dict(zip(ids, endpoints, strict=True))
+        records = self.records
+        for (i, caller), n in Counter(zip(ids, callers, strict=True)).items():
+            ep = by_id[i]
+            if ep is None:
+                continue
+            rec = records.get((ep.service, ep.method, ep.route))
+            if rec is None:
+                continue
+            callers_of = rec.callers
+            m = callers_of.get(caller)
+            if m is not None:
+                callers_of[caller] = m + n
+            elif len(callers_of) < MAX_CALLERS:
+                callers_of[caller] = n
 
     def apply_collapses(self, batch_endpoints: dict[str, Any] | None = None) -> int:
         """Merge records whose inferred template a collapse just generalised."""
@@ -923,33 +883,38 @@ class InventoryEnricher(Enricher):
         live = part.live
         flagged = part.flagged_services
         record_for = part.record_for
+        rec_cache = part._rec_cache
+        observe = part.observe
         client_endpoint = part.client_endpoint
         server = SpanKind.SERVER
         client = SpanKind.CLIENT
         miskinds = _MISKINDS
-        # Spans are counted per record after the loop, in their order (records are
-        # independent, and nothing in the loop reads what counting changes).
-        groups: dict[int, tuple[EndpointRecord, list[Span]]] = {}
+        # Spans are counted as they come (records are independent, and nothing in the
+        # loop reads what counting changes); collapses are applied after the loop.
         for span in batch:
             http = span.http
-            if http is None and span.rpc is None:
+            rpc = span.rpc
+            if http is None and rpc is None:
                 continue
             kind = span.kind
             if kind == server or (kind in miskinds and http is not None and http.route):
-                rec = record_for(span)
+                # record_for's cache lookup, inlined for a span with a route and no RPC view
+                rec = (
+                    rec_cache.get((span.resource.service_name, http.method, http.route))
+                    if rpc is None and http is not None and http.route else None
+                )
                 if rec is None:
-                    continue
-                g = groups.get(id(rec))
-                if g is None:
-                    groups[id(rec)] = (rec, [span])
-                else:
-                    g[1].append(span)
+                    rec = record_for(span)
+                    if rec is None:
+                        continue
                 ep = rec._ep
                 if ep is None or ep.route is not rec.route:
                     ep = rec.endpoint
                 endpoints[span.span_id] = ep
-                if span.end_ns > clock:
-                    clock = span.end_ns
+                observe(span, rec)
+                end = span.end_ns
+                if end > clock:
+                    clock = end
                 if not live and span.source != SOURCE_REPLAY:
                     live = part.live = True
                 if (
@@ -963,9 +928,6 @@ class InventoryEnricher(Enricher):
                 ep = client_endpoint(span)
                 if ep is not None:
                     endpoints[span.span_id] = ep
-        observe_many = part.observe_many
-        for rec, spans in groups.values():
-            observe_many(rec, spans)
         part.data_clock_ns = clock
         if live:
             part.data_wall_ns = time.time_ns()
