@@ -91,7 +91,11 @@ class Recognizer:
     REJECT_AROUND: ClassVar[bool] = False
 
     def rejected_by_surroundings(self, text: str, start: int, end: int) -> bool:
-        """Reject a match by what surrounds it (``1.2.3.4-beta`` is a version, not an IP)."""
+        """Reject a match by what surrounds it (``1.2.3.4-beta`` is a version, not an IP).
+
+        A function of its arguments only: recognizers that share a pattern and this
+        method (public and private IP addresses) are asked once per match.
+        """
         return False
 
     def validate(self, text: str) -> bool | None:

@@ -31,7 +31,7 @@ import hmac
 import logging
 import re
 from bisect import bisect_right
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any, NamedTuple
@@ -126,6 +126,28 @@ class _Entry:
     pattern: Pattern
     rx: re.Pattern[str]
     needs_context: bool
+
+
+class _Plan(NamedTuple):
+    """An entry of :attr:`SensitiveDataScanner.entries` as :meth:`~SensitiveDataScanner._collect` uses it."""
+
+    finditer: Callable[[str], Iterator[re.Match[str]]]
+    group: int
+    needs_context: bool
+    recognizer: Recognizer
+    rid: int
+    #: Prefilter id of the recognizer's context words (``None``: not in the prefilter).
+    ctx_id: int | None
+    #: Search of the recognizer's context words (``None``: it has none).
+    ctx_search: Callable[[str], re.Match[str] | None] | None
+    #: ``rejected_by_surroundings`` (``None``: the recognizer never rejects by them).
+    reject: Callable[[str, int, int], bool] | None
+    validate_in: Callable[..., bool | None]
+    score: float
+    validated: float
+    #: Index of the first entry that finds the same spans (same regex, group, context
+    #: words and surroundings check: public and private IP addresses), else ``None``.
+    share: int | None
 
 
 def _tokens(text: str) -> set[str]:
@@ -242,6 +264,48 @@ class SensitiveDataScanner:
             if e.needs_context and id(e.recognizer) in self._ctx_index
         }
         self._ctx_rx = {id(r): _context_rx(r.CONTEXT) for r in self._ctx_recognizers}
+        # A pattern that needs context only counts with a context word in the
+        # CONTEXT_WINDOW characters before its match (or in the field name), so its
+        # prefilter expression asks for one there: bare numbers are everywhere in
+        # telemetry (dates, ids, versions) and every prefilter hit costs Python work,
+        # context words right before them are rare. A superset, for ASCII text: the
+        # words without their token boundaries, caseless, then any CONTEXT_WINDOW
+        # characters, then the pattern's own regex (its match starts where the
+        # detection does: group 0). :meth:`_collect` runs these patterns as if hit
+        # when the prefilter cannot tell: a field name with context, non-ASCII text
+        # (characters are not bytes there, and ``lower()`` is not ASCII-only).
+        self._ctx_bound: dict[int, str] = {}
+        for i, e in enumerate(self.entries):
+            r = e.recognizer
+            if e.needs_context and e.pattern.group == 0 and not e.pattern.flags and id(r) in self._ctx_index:
+                words = "|".join(re.escape(w) for w in r.CONTEXT)
+                self._ctx_bound[i] = rf"(?i)(?:{words})[\s\S]{{0,{CONTEXT_WINDOW}}}(?:{e.pattern.regex})"
+        self._ctx_bound_ids = frozenset(self._ctx_bound)
+        self._ctx_bound_rids = frozenset(id(self.entries[i].recognizer) for i in self._ctx_bound)
+        #: Per entry, what :meth:`_collect` needs of it, looked up once here.
+        same: dict[tuple[Any, ...], list[int]] = {}
+        for i, e in enumerate(self.entries):
+            r = e.recognizer
+            reject = type(r).rejected_by_surroundings if r.REJECT_AROUND else None
+            same.setdefault((e.pattern.regex, e.pattern.flags, e.pattern.group, r.CONTEXT, reject), []).append(i)
+        shared = {i: v[0] for v in same.values() if len(v) > 1 for i in v}
+        self._plans = [
+            _Plan(
+                e.rx.finditer,
+                e.pattern.group,
+                e.needs_context,
+                e.recognizer,
+                id(e.recognizer),
+                self._ctx_index.get(id(e.recognizer)),
+                self._ctx_rx[id(e.recognizer)].search if e.recognizer.CONTEXT else None,
+                e.recognizer.rejected_by_surroundings if e.recognizer.REJECT_AROUND else None,
+                e.recognizer.validate_in,
+                e.pattern.score,
+                e.pattern.validated,
+                shared.get(i),
+            )
+            for i, e in enumerate(self.entries)
+        ]
         self._cache: dict[tuple[int, str], tuple[Match, ...]] = {}
         self._cache_size = cache_size
         self._key_info: dict[str, tuple[int, tuple[Recognizer, ...], frozenset[int]]] = {}
@@ -259,8 +323,11 @@ class SensitiveDataScanner:
     def _prefilter_sources(self) -> list[tuple[str, int, bool]]:
         """(expression, re flags, whether its offsets must be exact) per prefilter id."""
         srcs: list[tuple[str, int, bool]] = []
-        for e in self.entries:
-            srcs.append((e.pattern.prefilter or e.pattern.regex, e.pattern.flags, False))
+        for i, e in enumerate(self.entries):
+            if i in self._ctx_bound:
+                srcs.append((self._ctx_bound[i], e.pattern.flags, False))
+            else:
+                srcs.append((e.pattern.prefilter or e.pattern.regex, e.pattern.flags, False))
         for r in self._ctx_gated:
             srcs.append((_context_expr(r.CONTEXT), 0, False))
         srcs.append((f"(?i){_KV_PREFILTER}", 0, True))
@@ -570,7 +637,9 @@ class SensitiveDataScanner:
             key_info = self._key_info
             for k in distinct:
                 kinfo[k] = key_info.get(k) or self._key(k)
-            sens = {k for k, info in kinfo.items() if info[1]}
+            # Sensitive fields, and those whose name is the only context a pattern may get.
+            bound = self._ctx_bound_rids
+            sens = {k for k, info in kinfo.items() if info[1] or not bound.isdisjoint(info[2])}
             if sens:
                 todo.extend(j for j, k in enumerate(keys) if k in sens and j not in hits)
                 todo.sort()
@@ -604,8 +673,8 @@ class SensitiveDataScanner:
                 # Only patterns that need a context word hit, or only context words:
                 # worth a look only when a hit pattern's context words hit too.
                 hit_ids = h[0]
-                if not any(gate.get(i) in hit_ids for i in hit_ids):
-                    continue
+                if not any(gate.get(i) in hit_ids for i in hit_ids) and text.isascii():
+                    continue  # (non-ASCII: the context-bound expressions cannot tell, see __init__)
             cands: list[_Cand] = []
             collect(text, keyed, kctx, h, cands)
             per[j] = cands
@@ -635,7 +704,7 @@ class SensitiveDataScanner:
             for m, (j, d) in enumerate(extra):
                 h = dhits.get(m)
                 _sig, keyed, kctx = kinfo.get(keys[j], no_info) if kinfo else no_info
-                if h is None and not keyed:
+                if h is None and not keyed and not kctx:
                     continue
                 if h is not None and plus_id >= 0 and h[0] is not None:
                     h[0].discard(plus_id)  # type: ignore[attr-defined]
@@ -662,39 +731,51 @@ class SensitiveDataScanner:
             got, kv_ends = hit
             ids = range(self._kv_id + 1) if got is None else got
         all_ids = hit is not None and hit[0] is None  # plain re: no prefilter information
-        entries = self.entries
-        nent = len(entries)
+        if not all_ids and (kctx or not text.isascii()):
+            # Context-bound prefilter expressions (see __init__) cannot tell here.
+            ids = {*ids, *self._ctx_bound_ids}
+        plans = self._plans
+        nent = len(plans)
         threshold = self.threshold
-        ctx_index = self._ctx_index
-        ctx_rx = self._ctx_rx
+        memo: dict[tuple[int, bool, bool], list[tuple[int, int, bool]]] = {}
         for i in sorted(ids) if not all_ids else ids:
             if i >= nent:
                 continue
-            e = entries[i]
-            r = e.recognizer
-            rid = id(r)
+            finditer, group, needs_context, r, rid, ctx_id, ctx_search, reject, validate_in, base, validated, share = plans[i]
             in_key = rid in kctx
-            if e.needs_context and not in_key and not all_ids and ctx_index.get(rid) not in ids:
+            if needs_context and not in_key and not all_ids and ctx_id not in ids:
                 continue
-            p = e.pattern
-            for m in e.rx.finditer(text):
-                s, t = m.span(p.group)
-                if s < 0:
+            # Whether a context word near a match can count: the recognizer has some, and
+            # the prefilter saw them in the text (when they are in the prefilter at all).
+            ctx_near = ctx_search is not None and (all_ids or ctx_id is None or ctx_id in ids)
+            # The spans not rejected by their surroundings, with whether a context word
+            # is near; found once for the entries that share them.
+            spans = memo.get((share, in_key, ctx_near)) if share is not None else None
+            if spans is None:
+                spans = []
+                for m in finditer(text):
+                    s, t = m.span(group)
+                    if s < 0:
+                        continue
+                    ctx = in_key or (
+                        ctx_near
+                        and s > 0  # (an empty window holds no word)
+                        and ctx_search(text[max(0, s - CONTEXT_WINDOW) : s].lower()) is not None  # type: ignore[misc]
+                    )
+                    if needs_context and not ctx and share is None:
+                        continue
+                    if reject is not None and reject(text, s, t):
+                        continue
+                    spans.append((s, t, ctx))
+                if share is not None:
+                    memo[share, in_key, ctx_near] = spans
+            for s, t, ctx in spans:
+                if needs_context and not ctx:
                     continue
-                ctx = in_key or (
-                    bool(r.CONTEXT)
-                    and (all_ids or rid not in ctx_index or ctx_index[rid] in ids)
-                    and ctx_rx[rid].search(text[max(0, s - CONTEXT_WINDOW) : s].lower()) is not None
-                )
-                if e.needs_context and not ctx:
-                    continue
-                value = text[s:t]
-                if r.REJECT_AROUND and r.rejected_by_surroundings(text, s, t):
-                    continue
-                ok = r.validate_in(value, context=ctx)
+                ok = validate_in(text[s:t], context=ctx)
                 if ok is False:
                     continue
-                score = p.validated if ok else p.score
+                score = validated if ok else base
                 if ctx:
                     score = min(1.0, score + CONTEXT_BOOST)
                 if score >= threshold:
@@ -748,20 +829,19 @@ class SensitiveDataScanner:
 
     def _scan_pairs_at(self, text: str, ends: list[int], cands: list[_Cand]) -> None:
         """The pairs whose ``[:=]`` ends just before each offset of ``ends`` (from the prefilter)."""
-        for e in sorted(set(ends)):
+        key_info = self._key_info
+        n = len(text)
+        for e in sorted(set(ends)) if len(ends) > 1 else ends:
             c = e - 1
-            if c <= 0 or c >= len(text) or text[c] not in ":=":
+            if c <= 0 or c >= n or text[c] not in ":=":
                 continue
             km = _KV_KEY_BEFORE.match(text[max(0, c - 70) : c][::-1])
             if km is None:
                 continue
-            key = km.group(1)[::-1]
-            k = 0
-            while k < len(key) and not (key[k].isalpha() or key[k] == "_"):
-                k += 1
-            key = key[k:]
-            if not key:
-                continue
+            # A key starts with a letter or "_" (it is ASCII: what else it holds is [0-9.-]).
+            key = km.group(1)[::-1].lstrip("0123456789.-")
+            if not key or not (key_info.get(key) or self._key(key))[1]:
+                continue  # no key, or not a sensitive one (``KeyError: ...``): no value to check
             vm = _KV_VALUE_AT.match(text, e)
             if vm is None:
                 continue
