@@ -159,3 +159,45 @@ def test_interrupted_demo_stops_its_services() -> None:
     assert rc == 130, "".join(lines)[-2000:]
     assert "interrupted" in "".join(lines)
     _assert_no_orphans(seen)
+
+
+def test_live_demo_with_its_ui_stops_cleanly_on_sigterm() -> None:
+    """The live demo (terminal UI on) under a supervisor that sends it SIGTERM, as
+    `timeout 60 apiward demo` does: the UI exits, everything stops, exit code 130."""
+    proc = subprocess.Popen(
+        [*APIWARD, "demo"], cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    watch = ChildWatch(proc.pid)
+    out: list[bytes] = []
+    err: list[bytes] = []
+    up = threading.Event()
+
+    def read(stream, sink: list[bytes], banner: bool) -> None:  # type: ignore[no-untyped-def]
+        for chunk in iter(lambda: stream.read1(65536), b""):
+            sink.append(chunk)
+            if banner and b"query API" in b"".join(sink[-2:]):
+                up.set()
+
+    readers = [threading.Thread(target=read, args=(proc.stdout, out, True), daemon=True),
+               threading.Thread(target=read, args=(proc.stderr, err, False), daemon=True)]
+    for t in readers:
+        t.start()
+    running: set[int] = set()
+    try:
+        assert up.wait(90), "the demo did not print its banner: " + b"".join(err).decode(errors="replace")[-2000:]
+        time.sleep(3.0)  # the UI is up (Textual draws on stderr when stdout is not a terminal)
+        running = _children(proc.pid)
+        proc.send_signal(signal.SIGTERM)  # to the demo alone, as `timeout` does
+        rc = proc.wait(timeout=40)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        seen = watch.stop() | running
+    for t in readers:
+        t.join(timeout=5)
+    text = b"".join(err).decode(errors="replace")
+    assert "no running event loop" not in text, text[-2000:]
+    assert rc == 130 and "interrupted" in text, (rc, text[-2000:])
+    _assert_no_orphans(seen)

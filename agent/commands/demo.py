@@ -13,6 +13,7 @@ the live agent. Every child process is stopped on exit, Ctrl-C or SIGTERM.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib.util
 import os
 import signal
@@ -505,7 +506,27 @@ def _run_tui(agent: Any, text: str) -> int:
 
     client = ApiClient(f"http://127.0.0.1:{agent.api_port}", agent.config.api_token)
     app = DemoApp(client, poll_interval=1.0, source=text)
-    app.run()
+    signalled: list[int] = []
+
+    def on_signal(sig: int, _frame: FrameType | None) -> None:
+        # SIGTERM/SIGHUP while the UI runs: ask the app to exit from its own loop (an
+        # exception raised into the loop left Textual half-stopped: "no running event
+        # loop"), then main() stops everything as after Ctrl-C.
+        signalled.append(sig)
+        try:
+            asyncio.get_running_loop().call_soon_threadsafe(app.exit)
+        except RuntimeError:  # the loop is not running yet, or any more
+            raise KeyboardInterrupt from None
+
+    main_thread = threading.current_thread() is threading.main_thread()  # signals: main thread only
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGHUP)} if main_thread else {}
+    try:
+        app.run()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    if signalled:
+        raise KeyboardInterrupt
     return int(app.return_code or 0)
 
 
