@@ -426,6 +426,16 @@ class InventoryPart:
         ep = cache.get(raw)
         if ep is not None:
             return ep
+        # A path whose last segment sits in a collapsed position (``/items/SKU-1``,
+        # ``/items/SKU-2``, ...) is cached by the path up to that segment ("shape" key,
+        # marked by a NUL before the method): per-value keys would miss every time.
+        prefix, sep, last = http.path.rpartition("/")
+        shape = None
+        if sep and last and "." not in last and "?" not in last and "#" not in last:
+            shape = (callee, "\x00" + http.method, prefix)
+            ep = cache.get(shape)
+            if ep is not None:
+                return ep
         canon = canonical_path(http.path)  # outbound: no pins
         ck = (callee, http.method, canon)
         # (the same object when there was no digit segment: the raw key missed already)
@@ -443,6 +453,11 @@ class InventoryPart:
             ep = Endpoint(callee, method, t.route)
             if self.outbound.take_collapsed():  # what the cache holds may be too literal now
                 cache.clear()
+                return ep
+            if shape is not None and self.outbound.last_collapsed:
+                if len(cache) >= _CACHE_MAX:
+                    cache.clear()
+                cache[shape] = ep
                 return ep
         if len(cache) >= _CACHE_MAX:
             cache.clear()

@@ -284,6 +284,10 @@ class PathTemplater:
         self.overflow = 0
         #: services whose trie collapsed a position since the last ``take_collapsed``.
         self._dirty: set[str] = set()
+        #: whether the last :meth:`template` call put its last segment in the parameter
+        #: of a collapsed position (then any other value there, without a dot, gets the
+        #: same template: callers may cache by the path up to that segment)
+        self.last_collapsed = False
 
     def _trie(self, service: str) -> _Trie:
         t = self._tries.get(service)
@@ -341,7 +345,9 @@ class PathTemplater:
         out: list[str] = []
         params: list[tuple[str, str]] = []
         used: dict[str, int] = {}
+        self.last_collapsed = False
         for seg in segs:
+            self.last_collapsed = False
             typ = None
             lit = seg
             stem_ext = None
@@ -404,6 +410,7 @@ class PathTemplater:
             name = self._name(node.param_name or "param", used)
             params.append((name, ptyp))
             out.append("{" + name + "}")
+            self.last_collapsed = node.collapsed and not any(c.pinned for c in node.children.values())
             node = node.param
         return Template(join_template(out), tuple(params), inferred=True)
 

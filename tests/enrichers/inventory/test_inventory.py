@@ -250,3 +250,26 @@ def test_cached_endpoints_follow_specs_services_and_methods(tmp_path: Path) -> N
     assert row(state, "a", "GET", "/plain/{id}")["calls"] == 2
     eps = state.batch.endpoints
     assert eps[spans[0].span_id] == Endpoint("a", "GET", "/x/{id}")
+
+
+
+def test_outbound_ids_in_a_collapsed_position_share_one_cache_entry(tmp_path: Path) -> None:
+    """Client spans to /items/SKU-n: once that position collapses, every new id gets the
+    parameter route from a cache keyed by the path before it (not one entry per id), and
+    what the cache answers is what the templater itself answers for each path."""
+    enr, state = make(tmp_path)
+    spans = [http_client("web", "GET", f"http://stock:8080/api/items/SKU-{i}x") for i in range(400)]
+    run(enr, state, spans)
+    routes = {state.batch.endpoints[s.span_id].route for s in spans[-100:]}
+    assert len(routes) == 1 and next(iter(routes)).startswith("/api/items/{"), routes
+    part = state.parts["inventory"]
+    assert len(part._client_cache) < 60  # one entry per id would be ~400
+    more = [http_client("web", "GET", f"http://stock:8080/api/items/SKU-{i}y") for i in range(500, 520)]
+    other = http_client("web", "GET", "http://stock:8080/api/items/SKU-9/reviews")
+    before = len(part._client_cache)
+    run(enr, state, [*more, other])
+    assert {state.batch.endpoints[s.span_id].route for s in more} == routes
+    assert len(part._client_cache) <= before + 3
+    for s in [*more, other]:
+        assert state.batch.endpoints[s.span_id].route == part.outbound.template("stock", s.http.path).route
+    assert state.batch.endpoints[other.span_id].route.endswith("/reviews")
