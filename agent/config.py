@@ -62,7 +62,7 @@ class Config:
     state_dir: Path = field(default_factory=default_state_dir)
     persist: bool = True
     max_message_bytes: int = 16 * 1024 * 1024
-    queue_spans: int = 200_000
+    queue_spans: int = 50_000
     flush_interval: float = 5.0
     specs: dict[str, str] = field(default_factory=dict)
     policy: str | None = None
@@ -105,7 +105,7 @@ _SCALARS: dict[str, tuple[str, str]] = {
     "state_dir": ("path", "a directory path"),
     "persist": ("bool", "true or false"),
     "max_message_bytes": ("posint", "a positive number of bytes, such as 16777216"),
-    "queue_spans": ("posint", "a positive number of spans, such as 200000"),
+    "queue_spans": ("posint", "a positive number of spans, such as 50000"),
     "flush_interval": ("posfloat", "a positive number of seconds, such as 5"),
     "policy": ("optstr", "the path of a policy YAML file"),
     "forward": ("optstr", "an OTLP endpoint URL such as http://collector:4318/v1/traces"),

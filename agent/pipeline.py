@@ -113,7 +113,7 @@ class Pipeline(SpanSink):
         enrichers: Sequence[Enricher],
         *,
         stats: Stats | None = None,
-        queue_spans: int = 200_000,
+        queue_spans: int = 50_000,
         batch_spans: int = 4096,
         store: StateStore | None = None,
         flush_interval: float = 5.0,
@@ -149,11 +149,12 @@ class Pipeline(SpanSink):
             if not self._accepting:
                 stats.add_dropped(source, "shutting_down", n)
                 return False
-            if self._queued >= self.queue_spans:
-                # Receivers refuse before decoding once the queue is full; a
-                # batch already converted while it filled still goes in (the
-                # bound is the capacity plus the requests in flight), because
-                # dropping converted spans wastes the work spent on them.
+            if self._queued >= self.queue_spans + self.queue_spans // 4:
+                # Receivers refuse before decoding once the queue is full
+                # (queue_depth >= queue_spans); batches of requests admitted
+                # before that, converted while it filled, still go in: dropping
+                # converted spans wastes the work spent on them. The quarter of
+                # slack bounds that overshoot (and direct offers: replay, eBPF).
                 stats.add_dropped(source, "queue_full", n)
                 return False
             self._queue.append((batch, source, time.perf_counter()))
