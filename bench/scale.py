@@ -53,6 +53,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # noqa: 
 )
 
 from bench.hash_ring import HashRing, split_request  # noqa: E402
+from bench.ingest import cpu_seconds  # noqa: E402
 from bench.workload import build_payloads  # noqa: E402
 from tests.agent.agent_proc import AgentProc, start_agent  # noqa: E402
 
@@ -62,13 +63,6 @@ BACKENDS = ("apiward-0.apiward:4317", "apiward-1.apiward:4317")
 
 
 # ---------------------------------------------------------------- CPU accounting
-def proc_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of a process, all its threads."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
 def machine_cpu() -> tuple[float, float]:
     """(busy, steal) CPU seconds of the whole machine since boot."""
     with open("/proc/stat") as f:
@@ -234,7 +228,7 @@ def run(n_agents: int, payloads: list[bytes], spans_per_request: int, base: Path
             senders.append(sp)
         time.sleep(1.0)  # senders connected, agents idle
         pids = [a.proc.pid for a in agents]
-        a0 = [proc_cpu(pid) for pid in pids]
+        a0 = [cpu_seconds(pid) for pid in pids]
         me0 = time.process_time()
         m0, st0 = machine_cpu()
         t0 = time.perf_counter()
@@ -252,7 +246,7 @@ def run(n_agents: int, payloads: list[bytes], spans_per_request: int, base: Path
         elapsed = max(finish)
         # CPU of each agent up to the end of the window (an agent that finished
         # earlier has been idle since, apart from its side threads: counted).
-        a1 = [proc_cpu(pid) for pid in pids]
+        a1 = [cpu_seconds(pid) for pid in pids]
         m1, st1 = machine_cpu()
         me1 = time.process_time()
         sender_cpu = sum(by_port[a.ports["otlp-grpc"]][1] for a in agents)

@@ -18,7 +18,6 @@ client and object id in :attr:`Rows.codes`, so the aggregation in
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,8 +62,7 @@ class _Chunk:
 class Rows:
     """The requests of one open window: column lists plus compacted chunks."""
 
-    __slots__ = ("ts", "end", "ep", "who", "status", "size", "oid", "trace", "chunks", "compacted", "opened",
-                 "codes")
+    __slots__ = ("ts", "end", "ep", "who", "status", "size", "oid", "trace", "chunks", "compacted", "codes")
 
     def __init__(self) -> None:
         self.ts: list[int] = []
@@ -77,8 +75,6 @@ class Rows:
         self.trace: list[str] = []
         self.chunks: list[_Chunk] = []
         self.compacted = 0
-        #: Wall time (monotonic) the window got its first request.
-        self.opened = time.monotonic()
         self.codes: Codes | None = None
 
     def __len__(self) -> int:
@@ -94,18 +90,6 @@ class Rows:
         (valid until the next :meth:`compact`)."""
         return (self.ts.append, self.end.append, self.ep.append, self.who.append, self.status.append,
                 self.size.append, self.oid.append, self.trace.append)
-
-    def append(self, ts: int, end: int, ep: str, who: Any, status: int, size: int | None, oid: str,
-               trace: str) -> None:
-        """One request (tests and slow paths; the enricher uses :meth:`appenders`)."""
-        self.ts.append(ts)
-        self.end.append(end)
-        self.ep.append(ep)
-        self.who.append(who)
-        self.status.append(status)
-        self.size.append(size)
-        self.oid.append(oid)
-        self.trace.append(trace)
 
     def compact(self) -> None:
         """Turn the pending column lists into one chunk of arrays."""
@@ -182,7 +166,6 @@ def _factorize(values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _compact(r: Rows) -> _Chunk:
-    n = len(r.ts)
     ts = np.array(r.ts, dtype=np.int64)
     dur = np.maximum(np.array(r.end, dtype=np.int64) - ts, 0) / 1e6
     ep, ep_uni = _factorize(r.ep)
@@ -197,6 +180,5 @@ def _compact(r: Rows) -> _Chunk:
     tr = r.trace
     trace = [tr[i] for i in keep.tolist()]
     nz = np.array([bool(t) for t in trace], dtype=bool) if trace else np.zeros(0, dtype=bool)
-    assert len(ts) == n
     return _Chunk(ts, dur, status, size.astype(np.int64), ep, ep_uni, who, who_uni, oid, oid_uni,
                   keep[nz].astype(np.int64), [t for t, k in zip(trace, nz, strict=True) if k])

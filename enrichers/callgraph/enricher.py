@@ -84,8 +84,6 @@ _ERROR = StatusCode.ERROR
 _SERVER, _CLIENT = SpanKind.SERVER, SpanKind.CLIENT
 _PRODUCER, _CONSUMER = SpanKind.PRODUCER, SpanKind.CONSUMER
 _FUNCTION, _DATABASE = NodeKind.FUNCTION, NodeKind.DATABASE
-#: what tls_evidence reads from a URL scheme (anything else: look at the URL)
-_SCHEME_TLS = {"https": True, "http": False}
 
 
 @dataclass(slots=True)
@@ -721,52 +719,18 @@ class CallGraphEnricher(Enricher):
         else:
             ctype = self._ctype(cspan, sspan, skind)
         # Evidence of both sides: TLS (True wins, False beats unknown) and the union
-        # of the authentication schemes. Most spans have no tls.* attribute, no
-        # captured header, no query and no enduser.id.
-        ca = cspan.attributes
-        ch = cspan.http
-        if "tls.protocol.version" in ca or "tls.established" in ca or "tls.cipher" in ca:
-            tls = tls_evidence(cspan)
-        elif ch is not None:
-            tls = _SCHEME_TLS.get(ch.scheme)
-            if tls is None:
-                tls = _tls(cspan)
-        else:
-            tls = _tls(cspan)
-        sa = sspan.attributes
+        # of the authentication schemes.
+        tls = _tls(cspan)
         if tls is not True:
-            if "tls.protocol.version" in sa or "tls.established" in sa or "tls.cipher" in sa:
-                t2 = tls_evidence(sspan)
-            elif http is not None:
-                t2 = _SCHEME_TLS.get(http.scheme)
-                if t2 is None:
-                    t2 = _tls(sspan)
-            else:
-                t2 = _tls(sspan)
+            t2 = _tls(sspan)
             if t2 is not None:
                 tls = t2
-        if (
-            (ch is None or not (ch.request_headers or ch.query)) and not cspan.enduser_id
-            and "tls.client.certificate" not in ca and "tls.client.subject" not in ca
-            and "tls.client.hash.sha256" not in ca
-        ):
-            # _auth(sspan), inlined
-            if (
-                (http is None or not (http.request_headers or http.query)) and not sspan.enduser_id
-                and "tls.client.certificate" not in sa and "tls.client.subject" not in sa
-                and "tls.client.hash.sha256" not in sa
-            ):
-                auth = None
-            else:
-                auth = auth_evidence(sspan)
-        else:
-            auth = auth_evidence(cspan)
-            if auth is not None:
-                a2 = _auth(sspan)
-                if a2 is not None:
-                    auth = tuple(sorted(set(auth) | set(a2)))
-            else:
-                auth = _auth(sspan)
+        auth = _auth(cspan)
+        a2 = _auth(sspan)
+        if auth is None:
+            auth = a2
+        elif a2 is not None:
+            auth = tuple(sorted(set(auth) | set(a2)))
         self._out.append(Call(cnode, snode, ckind, skind, ctype, sspan, cspan, sspan, ep, tls, auth))
 
     # ------------------------------------------------------------------ roles

@@ -615,19 +615,7 @@ class SensitiveDataScanner:
         """
         n = len(texts)
         self.cache_misses += n
-        batch = self._batch
-        pre = self._prefilter
-        hits: dict[int, _Hits]
-        if batch is not None:
-            hits = batch(texts)
-        elif pre is not None:
-            hits = {}
-            for j, t in enumerate(texts):
-                ids = pre(t)
-                if ids:
-                    hits[j] = (set(ids), None)
-        else:
-            hits = dict.fromkeys(range(n), (None, None))
+        hits = self._hits(texts)
         # Field names: looked up once per distinct name.
         kinfo: dict[str, tuple[int, tuple[Recognizer, ...], frozenset[int]]] = {}
         todo = list(hits)
@@ -690,17 +678,7 @@ class SensitiveDataScanner:
                 if d != text:
                     extra.append((j, d))
         if extra:
-            dhits: dict[int, _Hits]
-            if batch is not None:
-                dhits = batch([d for _j, d in extra])
-            elif pre is not None:
-                dhits = {}
-                for m, (_j, d) in enumerate(extra):
-                    ids = pre(d)
-                    if ids:
-                        dhits[m] = (set(ids), None)
-            else:
-                dhits = dict.fromkeys(range(len(extra)), (None, None))
+            dhits = self._hits([d for _j, d in extra])
             for m, (j, d) in enumerate(extra):
                 h = dhits.get(m)
                 _sig, keyed, kctx = kinfo.get(keys[j], no_info) if kinfo else no_info
@@ -714,6 +692,22 @@ class SensitiveDataScanner:
                 collect(d, keyed, kctx, h, got)
         resolve = self._resolve
         return [resolve(c) if c else () for c in per]
+
+    def _hits(self, texts: list[str]) -> dict[int, _Hits]:
+        """Prefilter hits by index of ``texts``: only values with a hit are keys (every
+        value, with no information, when there is no prefilter engine)."""
+        batch = self._batch
+        if batch is not None:
+            return batch(texts)
+        pre = self._prefilter
+        if pre is None:
+            return dict.fromkeys(range(len(texts)), (None, None))
+        hits: dict[int, _Hits] = {}
+        for j, t in enumerate(texts):
+            ids = pre(t)
+            if ids:
+                hits[j] = (set(ids), None)
+        return hits
 
     def _collect(
         self,
