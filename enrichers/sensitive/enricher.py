@@ -16,10 +16,12 @@ import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from agent.model import Finding, Resource, Severity, Span, SpanKind, Subject, tls_evidence
 from enrichers.base import Enricher
+from enrichers.inventory.routes import convert_route
 from enrichers.sensitive.recognizer import CREDENTIAL, FINANCIAL, HEALTH, NETWORK, THRESHOLD
 from enrichers.sensitive.scanner import Match, SensitiveDataScanner
 
@@ -143,6 +145,12 @@ def direction_of(key: str) -> str:
     if "request" in low:
         return REQUEST
     return TELEMETRY
+
+
+@lru_cache(maxsize=4096)
+def _openapi_route(route: str) -> str:
+    """``http.route`` in OpenAPI syntax (``/users/<int:id>`` -> ``/users/{id}``)."""
+    return convert_route(route).route
 
 
 def template_path(path: str) -> str:
@@ -514,7 +522,9 @@ class SensitiveDataEnricher(Enricher):
             elif span.messaging is not None:
                 server_host = span.messaging.destination
         elif http is not None:
-            route = http.route or template_path(_path_without(span, http.path or "/", dets))
+            # The framework's route in OpenAPI syntax, as the inventory names the endpoint.
+            route = (_openapi_route(http.route) if http.route
+                     else template_path(_path_without(span, http.path or "/", dets)))
             ep_key = (service, http.method, route)
         elif span.rpc is not None:
             ep_key = (service, "", f"{span.rpc.service}/{span.rpc.method}")

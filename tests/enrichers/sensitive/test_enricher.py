@@ -80,6 +80,15 @@ def test_excessive_exposure_and_endpoint_facts(tmp_path: Path) -> None:
     assert again.types_for("shop", "GET", "/users/:id") == facts.types_for("shop", "GET", "/users/{id}")
 
 
+
+def test_excessive_exposure_names_the_route_as_the_inventory_does(tmp_path: Path) -> None:
+    s = span(SpanKind.SERVER, {"http.request.method": "GET", "http.route": "/users/<int:user_id>",
+                               "url.path": "/users/42",
+                               "http.response.body": '{"id": 42, "ssn": "536-90-4399"}'})
+    _state, findings = run(tmp_path, s)
+    exp = next(f for f in findings if f.rule == "sensitive.excessive_exposure")
+    assert exp.subject.route == "/users/{user_id}"
+
 def test_resource_attributes_scanned_once_per_resource(tmp_path: Path) -> None:
     res = Resource.from_attributes({"service.name": "shop", "deploy.db_url": "postgres://u:Sup3rS3cret@db/x"})
     spans = [make_span(trace_id="a" * 32, span_id=f"{i:016x}", parent_span_id="", resource=res, name="op",
