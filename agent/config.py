@@ -7,6 +7,7 @@ file, the field and what is allowed.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -38,6 +39,8 @@ DEFAULT_INTERNAL_CIDRS = [
     "fc00::/7",
     "fe80::/10",
 ]
+
+log = logging.getLogger("apiward.config")
 
 SECTIONS = ("sensitive", "inventory", "graph", "zerotrust", "abuse", "export", "tui")
 
@@ -71,6 +74,8 @@ class Config:
     export_protocol: str = "grpc"
     internal_domains: list[str] = field(default_factory=lambda: list(DEFAULT_INTERNAL_DOMAINS))
     internal_cidrs: list[str] = field(default_factory=lambda: list(DEFAULT_INTERNAL_CIDRS))
+    #: configured internal_domains/internal_cidrs add to the defaults (False: replace them)
+    internal_defaults: bool = True
     ebpf: bool = False
     ebpf_pids: list[int] = field(default_factory=list)
     ebpf_ports: list[int] = field(default_factory=list)
@@ -112,6 +117,7 @@ _SCALARS: dict[str, tuple[str, str]] = {
     "export_endpoint": ("optstr", "an OTLP endpoint URL such as http://collector:4317"),
     "export_protocol": ("proto", "one of grpc, http/protobuf"),
     "ebpf": ("bool", "true or false"),
+    "internal_defaults": ("bool", "true or false"),
     "ebpf_capture_bytes": ("posint", "a positive number of bytes, such as 4096"),
 }
 _LISTS: dict[str, tuple[str, str]] = {
@@ -195,6 +201,37 @@ def _convert(where: str, name: str, kind: str, allowed: str, value: Any) -> Any:
     raise AssertionError(kind)
 
 
+def internal_hosts(config: Any) -> tuple[list[str], list[str]]:
+    """The internal domains and CIDRs every analysis uses (call graph, sensitive data,
+    abuse): the configured ones plus the built-in defaults, unless ``internal_defaults``
+    is false (also read as ``graph.internal_defaults``). A default range that holds a
+    configured one gives way to it: ``internal_cidrs: [127.0.0.1/32]`` leaves the rest
+    of ``127.0.0.0/8`` outside.
+    """
+    import ipaddress
+
+    domains = [str(d).lower().strip() for d in (getattr(config, "internal_domains", None) or ()) if d]
+    cidrs = [str(c).strip() for c in (getattr(config, "internal_cidrs", None) or ()) if c]
+    defaults = getattr(config, "internal_defaults", True)
+    section = getattr(config, "section", None)
+    if defaults is True and callable(section):
+        defaults = section("graph").get("internal_defaults", True)
+    if not defaults:
+        return domains, cidrs
+    domains += [d for d in DEFAULT_INTERNAL_DOMAINS if d not in domains]
+    nets = []
+    for c in cidrs:
+        try:
+            nets.append(ipaddress.ip_network(c, strict=False))
+        except ValueError:
+            continue
+    for c in DEFAULT_INTERNAL_CIDRS:
+        d = ipaddress.ip_network(c)
+        if c not in cidrs and not any(n.version == d.version and n != d and n.subnet_of(d) for n in nets):  # type: ignore[arg-type]
+            cidrs.append(c)
+    return domains, cidrs
+
+
 def apply_mapping(cfg: Config, data: Mapping[str, Any], where: str) -> None:
     """Apply settings from a mapping (the YAML file), validating every field."""
     for key, value in data.items():
@@ -224,10 +261,92 @@ def apply_mapping(cfg: Config, data: Mapping[str, Any], where: str) -> None:
                 value = {}
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{where}: section '{name}' must be a mapping of settings.")
+            if name == "sensitive":
+                check_sensitive(value, where)
             cfg.sections[name] = dict(value)
         else:
             allowed = ", ".join(sorted([*_SCALARS, *_LISTS, "specs", *SECTIONS]))
             raise ConfigError(f"{where}: unknown field '{key}'; allowed fields are: {allowed}.")
+
+
+#: Keys of the ``sensitive`` section (documented in docs/configuration.md).
+SENSITIVE_KEYS = ("enabled", "threshold", "scan_resource", "ignore_types", "forward_actions",
+                  "forward_queue_spans")
+FORWARD_ACTIONS = ("mask", "hash", "drop")
+
+
+def _sensitive_types() -> frozenset[str]:
+    from enrichers.sensitive.recognizers import ALL
+
+    return frozenset(r.ENTITY for r in ALL)
+
+
+def _bad_type(where: str, field: str, name: Any, types: frozenset[str]) -> ConfigError:
+    import difflib
+
+    close = difflib.get_close_matches(str(name).upper(), sorted(types), n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return ConfigError(
+        f"{where}: {field} names {name!r}, which is not a sensitive data type; {hint}"
+        "'apiward detect --list-types' lists them all."
+    )
+
+
+def check_sensitive(section: Mapping[str, Any], where: str) -> None:
+    """Validate the ``sensitive`` section, so a bad value stops the start with one sentence."""
+    for key in section:
+        if key not in SENSITIVE_KEYS:
+            raise ConfigError(f"{where}: unknown field 'sensitive.{key}'; allowed fields are: "
+                              f"{', '.join(SENSITIVE_KEYS)}.")
+    for key in ("enabled", "scan_resource"):
+        if key in section:
+            _convert(where, f"sensitive.{key}", "bool", "true or false", section[key])
+    if "threshold" in section:
+        t = section["threshold"]
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 1:
+            raise ConfigError(f"{where}: field 'sensitive.threshold' is {t!r}; it must be a score "
+                              "from 0 to 1, such as 0.5 (the default; higher reports fewer values).")
+    if "forward_queue_spans" in section:
+        _convert(where, "sensitive.forward_queue_spans", "posint",
+                 "a positive number of spans, such as 25000", section["forward_queue_spans"])
+    types: frozenset[str] | None = None
+    ignore = section.get("ignore_types")
+    if ignore is not None:
+        if not isinstance(ignore, list):
+            raise ConfigError(f"{where}: field 'sensitive.ignore_types' is {ignore!r}; it must be a "
+                              "list of type names, such as [IP_ADDRESS, PHONE_NUMBER].")
+        types = _sensitive_types()
+        for t in ignore:
+            if str(t).upper() not in types:
+                raise _bad_type(where, "field 'sensitive.ignore_types'", t, types)
+    acts = section.get("forward_actions")
+    if acts is not None:
+        if not isinstance(acts, Mapping):
+            raise ConfigError(f"{where}: field 'sensitive.forward_actions' must map type names "
+                              "to an action, such as {CREDIT_CARD: hash, default: mask}.")
+        types = types or _sensitive_types()
+        for t, a in acts.items():
+            if str(a).lower() not in FORWARD_ACTIONS:
+                raise ConfigError(f"{where}: field 'sensitive.forward_actions.{t}' is {a!r}; "
+                                  f"it must be one of {', '.join(FORWARD_ACTIONS)}.")
+            if t != "default" and str(t).upper() not in types:
+                raise _bad_type(where, "field 'sensitive.forward_actions'", t, types)
+
+
+def _forward_needs_redaction(cfg: Config) -> None:
+    """Forwarded spans are redacted with the sensitive-data stage's detections: with
+    ``forward`` set that stage runs whatever ``enrichers`` says."""
+    if not cfg.forward:
+        return
+    if cfg.enrichers and "sensitive" not in cfg.enrichers:
+        cfg.enrichers.append("sensitive")
+        log.warning("forward is set: added the sensitive-data analysis to the enabled ones "
+                    "(%s), as forwarded spans are redacted with it", ", ".join(cfg.enrichers))
+    section = cfg.sections.get("sensitive")
+    if section is not None and not _convert("", "sensitive.enabled", "bool", "", section.get("enabled", True)):
+        section["enabled"] = True
+        log.warning("forward is set: sensitive.enabled: false is overridden, as forwarded spans "
+                    "are redacted with the sensitive-data analysis")
 
 
 def _resolve(base: Path, p: str) -> Path:
@@ -306,4 +425,5 @@ def load(
         apply_mapping(cfg, rest, "command line")
         if specs:
             cfg.specs.update(specs)
+    _forward_needs_redaction(cfg)
     return cfg

@@ -12,6 +12,11 @@ Per type, ``sensitive.forward_actions`` in the config chooses what replaces a va
 ``mask`` (default: the masked form), ``hash`` (``[TYPE:hmac]``) or ``drop`` (the
 attribute is removed); ``default`` sets the action for unlisted types.
 
+Spans are forwarded only as the sensitive-data stage saw them: a batch that stage did
+not complete (it raised, or it is not running) is forwarded with every value blanked
+(:func:`~enrichers.sensitive.redaction.blank_span`), counted as
+``forward_spans_unscanned``, never raw.
+
 Delivery is at-least-once: :meth:`SpanForwarder.submit` never blocks, it copies the
 batch and its detections into a bounded queue (counted drops when full); one thread
 sends, retrying with exponential backoff while the next hop is down, and the
@@ -31,8 +36,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from agent.model import Span
-from enrichers.sensitive.redaction import ACTIONS, redact_span
+from agent.model import Resource, Span
+from enrichers.sensitive.redaction import ACTIONS, blank_span, redact_span
 
 if TYPE_CHECKING:
     from agent.config import Config
@@ -234,19 +239,27 @@ class SpanForwarder:
             raise ValueError("forward: no endpoint configured")
         self.target = parse_target(config.forward)
         section = config.section("sensitive") or {}
+        # The config loader validates these with a readable message; this is the backstop
+        # for a Config built in code.
         acts = dict(section.get("forward_actions") or {})
         default = str(acts.pop("default", "mask")).lower()
-        for t, a in list(acts.items()):
+        for t, a in [("default", default), *acts.items()]:
             if str(a).lower() not in ACTIONS:
                 raise ValueError(f"sensitive.forward_actions.{t}: {a!r} is not one of {', '.join(ACTIONS)}")
-        self.default_action = default if default in ACTIONS else "mask"
+        self.default_action = default
         self.actions = {str(t).upper(): str(a).lower() for t, a in acts.items()}
+        #: With the sensitive stage switched off nothing is ever scanned: every span is blanked.
+        self.scan_enabled = bool(section.get("enabled", True))
+        if not self.scan_enabled:
+            log.warning("sensitive.enabled is false: every forwarded span is blanked, not redacted")
         self.state = state
         self.stats = stats
         self.timeout = timeout
         fwd_q = section.get("forward_queue_spans")
         self.max_queue = int(max_queue_spans or fwd_q or max(10_000, config.queue_spans // 2))
-        self._queue: deque[tuple[Span, tuple[Any, ...]]] = deque()
+        # (span, its detections), or (span, None) when its batch was not scanned.
+        self._queue: deque[tuple[Span, tuple[Any, ...] | None]] = deque()
+        self._inflight = 0  # spans of the request being sent or retried
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -256,18 +269,22 @@ class SpanForwarder:
         self.failed_attempts = 0
         self.permanent_failures = 0
         self.redacted = 0
+        self.unscanned = 0
         if stats is not None:
             stats.extra["forwarder"] = self.metrics
 
     # ---------------------------------------------------------- public
     def metrics(self) -> dict[str, float]:
+        with self._cond:
+            queued = len(self._queue) + self._inflight
         return {
             "forward_spans_sent": self.sent,
             "forward_spans_dropped": self.dropped,
-            "forward_spans_queued": len(self._queue),
+            "forward_spans_queued": queued,
             "forward_failed_attempts": self.failed_attempts,
             "forward_permanent_failures": self.permanent_failures,
             "forward_spans_redacted": self.redacted,
+            "forward_spans_unscanned": self.unscanned,
         }
 
     def start(self) -> None:
@@ -299,8 +316,17 @@ class SpanForwarder:
         """Queue a processed batch with its detections. Never blocks; drops (counted) when full."""
         if not batch:
             return
-        found = self.state.batch.sensitive
-        items = [(sp, tuple(found.get(sp.span_id) or ())) for sp in batch]
+        items: list[tuple[Span, tuple[Any, ...] | None]]
+        if self._scanned():
+            found = self.state.batch.sensitive
+            items = [(sp, tuple(found.get(sp.span_id) or ())) for sp in batch]
+        else:
+            if self.unscanned == 0:
+                log.warning("the sensitive-data scan did not complete on a batch: its %d spans are "
+                            "forwarded with every value blanked (further ones counted as "
+                            "forward_spans_unscanned)", len(batch))
+            self.unscanned += len(batch)
+            items = [(sp, None) for sp in batch]
         with self._cond:
             room = self.max_queue - len(self._queue)
             if room < len(items):
@@ -309,21 +335,29 @@ class SpanForwarder:
             self._queue.extend(items)
             self._cond.notify()
 
+    def _scanned(self) -> bool:
+        """Did the sensitive-data stage complete the batch being submitted?"""
+        return (self.scan_enabled and self.stats is not None
+                and "sensitive" in self.stats.batch_completed)
+
     # ---------------------------------------------------------- sending
-    def _redact(self, span: Span, dets: tuple[Any, ...]) -> Span:
+    def _redact(self, span: Span, dets: tuple[Any, ...] | None, blanked: dict[int, Resource]) -> Span:
+        if dets is None:
+            return blank_span(span, blanked)
         if not dets:
             return span
         self.redacted += 1
         acts = {d.type: self.actions.get(d.type, self.default_action) for d in dets}
         return redact_span(span, dets, acts)
 
-    def _take(self) -> list[tuple[Span, tuple[Any, ...]]] | None:
+    def _take(self) -> list[tuple[Span, tuple[Any, ...] | None]] | None:
         with self._cond:
             while not self._queue and not self._stopping:
                 self._cond.wait(0.5)
             if not self._queue:
                 return None
             n = min(len(self._queue), MAX_REQUEST_SPANS)
+            self._inflight = n  # still waiting, until sent or dropped
             return [self._queue.popleft() for _ in range(n)]
 
     def _run(self) -> None:
@@ -336,10 +370,12 @@ class SpanForwarder:
                 if items is None:
                     return
                 try:
-                    pending = build_request([self._redact(s, d) for s, d in items])
+                    blanked: dict[int, Resource] = {}
+                    pending = build_request([self._redact(s, d, blanked) for s, d in items])
                 except Exception:  # noqa: BLE001 - one bad span must not stop forwarding
                     log.exception("could not build a forward request; %d spans dropped", len(items))
                     self.dropped += len(items)
+                    self._inflight = 0
                     continue
                 pending_n = len(items)
             try:
@@ -351,6 +387,7 @@ class SpanForwarder:
             except PermanentError as exc:
                 self.permanent_failures += 1
                 self.dropped += pending_n
+                self._inflight = 0
                 log.warning("next hop %s refused %d spans (%s); dropped", self.target.address, pending_n, exc)
                 pending = None
                 continue
@@ -362,11 +399,13 @@ class SpanForwarder:
                 with self._cond:
                     if self._stopping and time.monotonic() >= getattr(self, "_deadline", 0):
                         self.dropped += pending_n
+                        self._inflight = 0
                         return
                     self._cond.wait(backoff)
                 backoff = min(BACKOFF_MAX, backoff * 2)
                 continue
             self.sent += pending_n
+            self._inflight = 0
             pending = None
             backoff = BACKOFF_START
             if self._stopping and not self._queue:

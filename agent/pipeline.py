@@ -51,6 +51,10 @@ class Stats:
         self.latency_sum = 0.0
         self.latency_count = 0
         self.extra: dict[str, Callable[[], dict[str, float]]] = {}
+        #: Names of the enrichers that processed the batch now handed to the
+        #: ``on_batch`` listeners without raising. The forwarder reads it: a batch the
+        #: sensitive-data stage did not scan must not leave the agent as it came in.
+        self.batch_completed: frozenset[str] = frozenset()
 
     def add_received(self, source: str, n: int) -> None:
         with self._lock:
@@ -259,14 +263,20 @@ class Pipeline(SpanSink):
         state = self.state
         out: list[Finding] = []
         cpu = self.stats.stage_cpu
+        completed: list[str] = []
+        # The enrichers get their own list: the sensitive stage puts redacted copies of spans
+        # in it (enrichers/sensitive/sanitize.py), while the listeners after it (the
+        # forwarder) redact the spans as received, by the detections' offsets.
+        work = list(batch)
         with state.lock:
             state.batch.clear()
             c0 = thread_time()
             for enricher in self.enrichers:
                 try:
-                    res = enricher.process(batch, state)
+                    res = enricher.process(work, state)
                     if res:
                         out.extend(res)
+                    completed.append(enricher.name)
                 except Exception:  # noqa: BLE001 - one enricher's bug must not stop the loop
                     n = self.stats.enricher_errors.get(enricher.name, 0)
                     self.stats.enricher_errors[enricher.name] = n + 1
@@ -281,6 +291,7 @@ class Pipeline(SpanSink):
         self.stats.spans_processed += len(batch)
         self.stats.findings_emitted += len(out)
         self.stats.observe_latency(time.perf_counter() - t0)
+        self.stats.batch_completed = frozenset(completed)
         for batch_cb in self.on_batch:
             try:
                 batch_cb(batch)

@@ -320,34 +320,34 @@ def convert_proto(req: Any, source: str = SOURCE_OTLP) -> Conversion:
     kinds = _KINDS
     statuses = _STATUS
     attrs_of: Any = _attrs_fast if type(req) is FastTraceRequest else _attrs_proto
-    for rs in req.resource_spans:
+    for r, rs in enumerate(req.resource_spans):
         resource = Resource.from_attributes(attrs_of(rs.resource.attributes))
-        for ss in rs.scope_spans:
+        for s, ss in enumerate(rs.scope_spans):
             scope_name = ss.scope.name
-            for sp in ss.spans:
+            for i, sp in enumerate(ss.spans):
                 tid = sp.trace_id
                 sid = sp.span_id
                 pid = sp.parent_span_id
                 if len(tid) != 16 or tid == _ZERO_TRACE:
                     conv.reject(
                         "invalid_trace_id",
-                        f"span {sp.name!r}: trace_id must be 16 non-zero bytes, got {len(tid)} bytes"
+                        f"{_span_path(r, s, i)}: trace_id must be 16 non-zero bytes, got {len(tid)} bytes"
                         if len(tid) != 16
-                        else f"span {sp.name!r}: trace_id is all zeros",
+                        else f"{_span_path(r, s, i)}: trace_id is all zeros",
                     )
                     continue
                 if len(sid) != 8 or sid == _ZERO_SPAN:
                     conv.reject(
                         "invalid_span_id",
-                        f"span {sp.name!r}: span_id must be 8 non-zero bytes, got {len(sid)} bytes"
+                        f"{_span_path(r, s, i)}: span_id must be 8 non-zero bytes, got {len(sid)} bytes"
                         if len(sid) != 8
-                        else f"span {sp.name!r}: span_id is all zeros",
+                        else f"{_span_path(r, s, i)}: span_id is all zeros",
                     )
                     continue
                 if pid and len(pid) != 8:
                     conv.reject(
                         "invalid_parent_span_id",
-                        f"span {sp.name!r}: parent_span_id must be empty or 8 bytes, "
+                        f"{_span_path(r, s, i)}: parent_span_id must be empty or 8 bytes, "
                         f"got {len(pid)} bytes",
                     )
                     continue
@@ -384,6 +384,12 @@ def convert_proto(req: Any, source: str = SOURCE_OTLP) -> Conversion:
                     )
                 )
     return conv
+
+
+def _span_path(r: int, s: int, i: int) -> str:
+    """Where a rejected span is, by position: its name may hold a raw value (a path with
+    an email in it), and rejection messages go back to the sending application."""
+    return f"resource_spans[{r}].scope_spans[{s}].spans[{i}]"
 
 
 _KINDS = {int(k): k for k in SpanKind}
@@ -456,7 +462,7 @@ def _int64(v: Any, where: str) -> int:
     elif isinstance(v, float) and v.is_integer():
         return int(v)
     raise _JsonFieldError(
-        "invalid_json", f"{where} must be an integer or a decimal string, got {v!r:.40}"
+        "invalid_json", f"{where} must be an integer or a decimal string, got {_json_type(v)}"
     )
 
 
@@ -471,7 +477,27 @@ def _enum(v: Any, names: dict[str, Any], by_int: dict[int, Any], default: Any, w
             return r
         if v.isdigit():
             return by_int.get(int(v), default)
-    raise _JsonFieldError("invalid_json", f"{where} has an unknown value {v!r:.40}")
+    raise _JsonFieldError("invalid_json", f"{where} has an unknown value ({_json_type(v)})")
+
+
+def _json_type(v: Any) -> str:
+    """What a bad JSON value is, never the value itself: error messages go back to the
+    sending application and into logs, and a wrong-typed value may be a secret."""
+    if type(v) is str:
+        return "a string"
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, float):
+        return "a number with a fraction"
+    if isinstance(v, int):
+        return "a number"
+    if v is None:
+        return "null"
+    if isinstance(v, list):
+        return "an array"
+    if isinstance(v, dict):
+        return "an object"
+    return type(v).__name__
 
 
 def _any_json(v: Any, where: str) -> Any:
@@ -665,7 +691,7 @@ def convert_json(obj: dict[str, Any], source: str = SOURCE_OTLP) -> Conversion:
             raise _JsonFieldError(
                 "invalid_json",
                 "request has no resourceSpans field (is it a logs or metrics request, "
-                f"or not OTLP/JSON at all? keys: {', '.join(list(obj)[:5])})",
+                f"or not OTLP/JSON at all? top-level keys: {len(obj)}, none of them resourceSpans)",
             )
         for r, rs in enumerate(rss):
             wr = f"resourceSpans[{r}]"

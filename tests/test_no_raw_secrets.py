@@ -4,7 +4,9 @@ A real agent (receivers, query API, persistence, redacting forwarder) takes span
 full of secrets from the real OpenTelemetry SDK exporter; then every byte it
 produced is searched for each raw value: every file of the state dir (the SQLite
 database included), the DEBUG log, every query API answer, the reports in every
-format and the spans it forwarded to an in-test OTLP gRPC collector.
+format, the spans it forwarded to an in-test OTLP gRPC collector and the findings
+and metrics it exported over OTLP to another one. Secrets come as strings, as
+integers and inside map (kvlist) attributes.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from agent.cli import build_parser
 from agent.config import Config
 from agent.runtime import Agent
+from tests.agent.otlp_sink import GrpcOtlpServer, OtlpSink
 
 JWT = (
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiI0MjQyNDIiLCJuYW1lIjoiSmFuZSBEb2UiLCJpYXQiOjE3MDAwMDAwMDB9."
@@ -54,6 +57,11 @@ SECRETS = {
     "bearer": "sk9Fq2LmZx7Pw3Rt8Vb1Nc4Yd6Ke0Hj",
     "pem_body": PEM_BODY,
     "github": "ghp_" + "Zx9" * 12,
+    "card_int": "4012888888881881",  # sent as an integer attribute
+    "ssn_int": "536904399",  # sent as an integer attribute
+    "kv_email": "kv.person@example.org",  # inside a map (kvlist) attribute
+    "kv_password": "KvPassw0rd!9",  # inside a map (kvlist) attribute
+    "kv_card": "5105105105105100",  # in a list inside a map attribute
 }
 
 
@@ -147,6 +155,7 @@ def _send_spans(grpc_port: int) -> int:
             "app.aws_secret_access_key": s["aws_secret"],
             "app.github_token": s["github"],
             "app.note": f"charged card {s['card']} for {s['email']}",
+            "app.card_int": int(s["card_int"]),
         }):
             n += 1
     # No route template: the path itself (with an email and a token in it) is all there is.
@@ -160,6 +169,70 @@ def _send_spans(grpc_port: int) -> int:
     provider.force_flush()
     provider.shutdown()
     return n
+
+
+def _send_json_spans(http_port: int) -> int:
+    """Integer and map (kvlist) attributes, which the SDK cannot send: OTLP/JSON over HTTP."""
+    s = SECRETS
+
+    def kv(key: str, value: Any) -> dict[str, Any]:
+        if isinstance(value, int):
+            return {"key": key, "value": {"intValue": str(value)}}
+        if isinstance(value, list):
+            return {"key": key, "value": {"arrayValue": {"values": [{"stringValue": x} for x in value]}}}
+        if isinstance(value, dict):
+            return {"key": key, "value": {"kvlistValue": {"values": [kv(k, v) for k, v in value.items()]}}}
+        return {"key": key, "value": {"stringValue": value}}
+
+    now = time.time_ns()
+    attrs = {"http.request.method": "PUT", "url.scheme": "http", "url.path": "/profile", "http.route": "/profile",
+             "server.address": "shop.example.com", "http.response.status_code": 200,
+             "user.ssn_int": int(s["ssn_int"]),
+             "user.profile": {"email": s["kv_email"], "password": s["kv_password"],
+                              "cards": [s["kv_card"]], "visits": 3}}
+    body = {"resourceSpans": [{
+        "resource": {"attributes": [kv("service.name", "profile-api"),
+                                    kv("deploy.owner", {"email": s["kv_email"]})]},
+        "scopeSpans": [{"scope": {"name": "test.json"}, "spans": [{
+            "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
+            "name": "PUT /profile", "kind": 2, "startTimeUnixNano": str(now - 1_000_000),
+            "endTimeUnixNano": str(now), "attributes": [kv(k, v) for k, v in attrs.items()],
+        }]}],
+    }]}
+    req = urllib.request.Request(f"http://127.0.0.1:{http_port}/v1/traces", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - 127.0.0.1
+        assert resp.status == 200
+    return 1
+
+
+def _bad_requests(http_port: int) -> dict[str, bytes]:
+    """Answers to requests apiward refuses: their messages must name fields, not values."""
+    s = SECRETS
+    out: dict[str, bytes] = {}
+    bad_int = {"resourceSpans": [{"scopeSpans": [{"spans": [{
+        "traceId": "5b8efff798038103d269b633813fc60d", "spanId": "eee19b7ec3c1b175", "name": "x",
+        "attributes": [{"key": "n", "value": {"intValue": f"pw={s['form_password']}-{s['card_bare']}"}}],
+    }, {
+        "traceId": "5b8efff798038103d269b633813fc60d", "spanId": "eee19b7ec3c1b176", "name": "y",
+        "kind": f"token={s['bearer']}",
+    }]}]}]}
+    bad_proto = trace_service_pb2.ExportTraceServiceRequest()
+    span = bad_proto.resource_spans.add().scope_spans.add().spans.add()
+    span.trace_id = b"\x01\x02\x03"  # invalid: the span is refused, its name must not be quoted
+    span.span_id = b"\x01" * 8
+    span.name = f"GET /reset?token={JWT}&email={s['email']}"
+    for name, body, ctype in (("OTLP/JSON", json.dumps(bad_int).encode(), "application/json"),
+                              ("OTLP/protobuf", bad_proto.SerializeToString(), "application/x-protobuf")):
+        req = urllib.request.Request(f"http://127.0.0.1:{http_port}/v1/traces", data=body,
+                                     headers={"Content-Type": ctype})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - 127.0.0.1
+                out[f"answer to a bad {name} request"] = resp.read()
+        except urllib.error.HTTPError as exc:
+            out[f"answer to a bad {name} request"] = exc.read()
+    assert all(out.values()), out
+    return out
 
 
 def _get(port: int, path: str) -> bytes:
@@ -215,6 +288,32 @@ def _reports(state_dir: Path, tmp_path: Path) -> dict[str, bytes]:
     return out
 
 
+def _forwarded_ints(requests: list[Any]) -> set[int]:
+    """Every integer attribute value (nested ones included) of the forwarded spans."""
+    out: set[int] = set()
+
+    def walk(value: Any) -> None:
+        kind = value.WhichOneof("value")
+        if kind == "int_value":
+            out.add(value.int_value)
+        elif kind == "array_value":
+            for v in value.array_value.values:
+                walk(v)
+        elif kind == "kvlist_value":
+            for kv in value.kvlist_value.values:
+                walk(kv.value)
+
+    for req in requests:
+        for rs in req.resource_spans:
+            for kv in rs.resource.attributes:
+                walk(kv.value)
+            for ss in rs.scope_spans:
+                for sp in ss.spans:
+                    for kv in [*sp.attributes, *(a for ev in sp.events for a in ev.attributes)]:
+                        walk(kv.value)
+    return out
+
+
 def _leaks(name: str, data: bytes) -> list[str]:
     found = []
     for label, value in SECRETS.items():
@@ -225,19 +324,35 @@ def _leaks(name: str, data: bytes) -> list[str]:
     return found
 
 
-def test_nothing_raw_anywhere(tmp_path: Path, collector: tuple[Collector, int], debug_log: Path) -> None:
+@pytest.fixture()
+def exports() -> Iterator[tuple[OtlpSink, str]]:
+    """The OTLP logs and metrics receiver apiward exports findings and metrics to."""
+    sink = OtlpSink()
+    srv = GrpcOtlpServer(sink).start()
+    yield sink, srv.endpoint
+    srv.stop()
+
+
+def test_nothing_raw_anywhere(tmp_path: Path, collector: tuple[Collector, int], debug_log: Path,
+                              exports: tuple[OtlpSink, str]) -> None:
     svc, fwd_port = collector
+    export_sink, export_endpoint = exports
     state_dir = tmp_path / "state"
     config = Config(state_dir=state_dir, grpc_port=0, http_port=0, api_port=0, bind="127.0.0.1",
-                    forward=f"grpc://127.0.0.1:{fwd_port}", flush_interval=0.2)
+                    forward=f"grpc://127.0.0.1:{fwd_port}", flush_interval=0.2,
+                    export_endpoint=export_endpoint, export_protocol="grpc",
+                    sections={"export": {"interval": 0.2}})
     agent = Agent(config)
     agent.start()
     try:
         sent = _send_spans(agent.grpc_port)
+        sent += _send_json_spans(agent.http_port)
         _wait(lambda: svc.span_count() >= sent, "the forwarded spans")
         agent.pipeline.wait_idle(timeout=30)
         _wait(lambda: b"sensitive." in _get(agent.api_port, "/api/v1/findings"), "sensitive findings")
         outputs = _query_api(agent.api_port)
+        outputs.update(_bad_requests(agent.http_port))
+        assert export_sink.wait(lambda: export_sink.logs and export_sink.metrics), "nothing exported"
     finally:
         agent.stop()
 
@@ -248,7 +363,16 @@ def test_nothing_raw_anywhere(tmp_path: Path, collector: tuple[Collector, int], 
 
     forwarded = b"".join(r.SerializeToString() for r in svc.requests)
     assert b"4111********1111" in forwarded  # replaced in place, not dropped
+    assert b"4012********1881" in forwarded  # an integer attribute, replaced by its masked form
+    assert b"k***@example.org" in forwarded  # inside a map attribute
+    # Protobuf carries integers as varints, which the byte search below cannot see.
+    raw_ints = {int(SECRETS["card_int"]), int(SECRETS["ssn_int"])}
+    assert not raw_ints & _forwarded_ints(svc.requests)
     outputs["forwarded spans"] = forwarded
+    with export_sink.cond:
+        outputs["OTLP log export"] = b"".join(r.SerializeToString() for r in export_sink.logs)
+        outputs["OTLP metrics export"] = b"".join(r.SerializeToString() for r in export_sink.metrics)
+    assert b"sensitive." in outputs["OTLP log export"]  # the findings really were exported
     outputs.update(_reports(state_dir, tmp_path))
     files = [p for p in state_dir.rglob("*") if p.is_file()]
     assert any(p.name == "state.db" for p in files)

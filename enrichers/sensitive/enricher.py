@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from agent.model import Finding, Resource, Severity, Span, SpanKind, Subject, tls_evidence
 from enrichers.base import Enricher
-from enrichers.inventory.routes import convert_route
+from enrichers.inventory.routes import PathTemplater, convert_route
 from enrichers.sensitive.recognizer import CREDENTIAL, FINANCIAL, HEALTH, NETWORK, THRESHOLD
+from enrichers.sensitive.sanitize import sanitized
 from enrichers.sensitive.scanner import Match, SensitiveDataScanner
 
 if TYPE_CHECKING:
@@ -81,6 +82,9 @@ _PRIVATE_IP = re.compile(
     r"(?:10|127)\.\d{1,3}\.\d{1,3}\.\d{1,3}\Z|192\.168\.\d{1,3}\.\d{1,3}\Z"
     r"|172\.(?:1[6-9]|2\d|3[01])\.\d{1,3}\.\d{1,3}\Z|::1\Z|(?:fd|fe80:)[0-9a-f:]*\Z"
 )
+#: Integers at least this large in magnitude are scanned as their decimal text (a card
+#: number or an SSN sent as a number); smaller ones are ports, sizes and status codes.
+MIN_SCANNED_INT = 100_000
 #: Per-key value caches hold at most this many results in all.
 _MAX_CACHED = 131_072
 _MAX_CACHED_LEN = 2048
@@ -305,13 +309,9 @@ class SensitiveDataEnricher(Enricher):
         self.scan_resource = bool(section.get("scan_resource", True))
         ignore = section.get("ignore_types") or ()
         self.ignore_types = frozenset(str(t).upper() for t in ignore)
-        domains = list(getattr(config, "internal_domains", None) or ())
-        cidrs = list(getattr(config, "internal_cidrs", None) or ())
-        if not domains and not cidrs:
-            from agent.config import DEFAULT_INTERNAL_CIDRS, DEFAULT_INTERNAL_DOMAINS
+        from agent.config import internal_hosts
 
-            domains, cidrs = DEFAULT_INTERNAL_DOMAINS, DEFAULT_INTERNAL_CIDRS
-        self.hosts = HostClassifier(domains, cidrs)
+        self.hosts = HostClassifier(*internal_hosts(config))
         self.scanner: SensitiveDataScanner | None = None
         self._resource_cache: dict[int, tuple[Resource, tuple[Detection, ...]]] = {}
         self._plans: dict[str, _KeyPlan | None] = {}
@@ -356,7 +356,8 @@ class SensitiveDataEnricher(Enricher):
     ) -> None:
         """Queue the string values of ``attrs`` not seen before; results of known ones go to ``found``.
 
-        ``si`` is the span's index in the batch (-1 for a resource).
+        ``si`` is the span's index in the batch (-1 for a resource). Strings in lists and in
+        maps (under their key path, ``user.profile.email``) count, and so do large integers.
         """
         plans = self._plans
         for k, v in attrs.items():
@@ -382,6 +383,14 @@ class SensitiveDataEnricher(Enricher):
                     continue
                 todo.append((v, k))
                 refs.append((si, prefix, k, fixed_dir, -1, plan))
+            elif tv is int:
+                # Most integers are small (ports, sizes, status codes): one compare skips them.
+                # A large one is scanned as its decimal text, like a string of that key.
+                # The bound is MIN_SCANNED_INT written out: a literal costs nothing here, while
+                # loading the global (or setting up locals per call) measurably slows the loop.
+                if -100_000 < v < 100_000:
+                    continue
+                self._gather({k: str(v)}, si, prefix, fixed_dir, todo, refs, found)
             elif tv is list or tv is tuple:
                 plan = plans.get(k, _UNKNOWN)
                 if plan is _UNKNOWN:
@@ -389,9 +398,17 @@ class SensitiveDataEnricher(Enricher):
                 if plan is None:
                     continue
                 for i, item in enumerate(v):
-                    if type(item) is str and len(item) >= 3:
-                        todo.append((item, k))
+                    if type(item) is str:
+                        if len(item) >= 3:
+                            todo.append((item, k))
+                            refs.append((si, prefix, k, fixed_dir, i, plan))
+                    elif type(item) is int and not -100_000 < item < 100_000:  # MIN_SCANNED_INT
+                        todo.append((str(item), k))
                         refs.append((si, prefix, k, fixed_dir, i, plan))
+            elif tv is dict:
+                # A map (an OTLP kvlist): its values are scanned under their key path, which is
+                # their context key too (``user.profile.password``) and what redaction follows.
+                self._gather({f"{k}.{sk}": sv for sk, sv in v.items()}, si, prefix, fixed_dir, todo, refs, found)
 
     def _run(self, todo: list[tuple[str, str]], refs: list[_Ref], found: list[_Found], state: State) -> None:
         """Scan the queued values in one prefilter call and remember their results per key."""
@@ -493,11 +510,17 @@ class SensitiveDataEnricher(Enricher):
         agg: dict[tuple[str, Subject], _Agg] = {}
         per = self.scan_batch(batch, state)
         self.spans_scanned += len(batch)
-        for span, dets in zip(batch, per, strict=True):
+        # later enrichers see spans without the values found in paths, names, destinations
+        replace = batch.__setitem__ if isinstance(batch, list) else None
+        for i, (span, dets) in enumerate(zip(batch, per, strict=True)):
             if not dets:
                 continue
             published[span.span_id] = dets
             self._facts_and_findings(span, dets, facts, agg)
+            if replace is not None:
+                clean = sanitized(span, dets)
+                if clean is not None:
+                    replace(i, clean)
         return [a.finding() for a in agg.values()]
 
     def _facts_and_findings(
@@ -513,18 +536,24 @@ class SensitiveDataEnricher(Enricher):
         kind = span.kind
         # --- where the facts go: endpoint (server side) or edge (client side)
         server_host = ""
+        # The callee's network address, the only thing judged internal or external: never
+        # a topic, a queue or a database system name (``orders.created`` is no host).
+        net_host = ""
         ep_key: tuple[str, str, str] | None = None
         if kind == SpanKind.CLIENT or kind == SpanKind.PRODUCER:
             if http is not None:
                 server_host = http.peer_service or http.server_address
+                net_host = http.server_address or http.network_peer_address
             elif span.db is not None:
                 server_host = span.db.server_address or span.db.system
+                net_host = span.db.server_address or _peer_address(span)
             elif span.messaging is not None:
                 server_host = span.messaging.destination
+                net_host = _peer_address(span)
         elif http is not None:
-            # The framework's route in OpenAPI syntax, as the inventory names the endpoint.
-            route = (_openapi_route(http.route) if http.route
-                     else template_path(_path_without(span, http.path or "/", dets)))
+            # The framework's route in OpenAPI syntax, as the inventory names the endpoint;
+            # without one, the template the inventory gives the raw path (see _server_route).
+            route = _openapi_route(http.route) if http.route else _server_route(span, http.path or "/", dets)
             ep_key = (service, http.method, route)
         elif span.rpc is not None:
             ep_key = (service, "", f"{span.rpc.service}/{span.rpc.method}")
@@ -561,13 +590,13 @@ class SensitiveDataEnricher(Enricher):
         creds = [d for d in reportable if d.category == CREDENTIAL and d.where not in URL_KEYS]
         if creds:
             _add(agg, "sensitive.credential_in_telemetry", Subject(service=service, detail="telemetry"),
-                 span, creds, Severity.HIGH, "Credentials recorded in telemetry", None,
+                 span, creds, Severity.HIGH, "Credentials recorded in telemetry", "API8:2023",
                  "Span attributes, captured headers or exception messages carry credentials, so every "
                  "tracing backend and everyone with access to it holds them.",
                  "Stop capturing these headers/attributes (or redact them in the SDK or Collector) and "
                  "rotate the exposed credentials.")
         # --- sensitive data to an external host
-        if server_host and self.hosts.is_external(http.server_address if http is not None else server_host):
+        if server_host and net_host and self.hosts.is_external(net_host):
             sent = [
                 d for d in traffic
                 if d.direction == REQUEST and d.category not in (CREDENTIAL, NETWORK)
@@ -576,7 +605,8 @@ class SensitiveDataEnricher(Enricher):
                 _add(agg, "sensitive.external_transfer", subject, span, sent,
                      _severity_for((d.type for d in sent), (d.category for d in sent), Severity.MEDIUM),
                      "Sensitive data sent to an external host", None,
-                     f"{service} sends sensitive data to {server_host}, outside the internal domains "
+                     f"{service} sends sensitive data to {server_host}"
+                     f"{f' ({net_host})' if net_host != server_host else ''}, outside the internal domains "
                      "and networks: an exfiltration risk and a third-party transfer to account for.",
                      "Confirm the transfer is intended and covered by a data-processing agreement; "
                      "send tokens or masked values instead.")
@@ -592,7 +622,8 @@ class SensitiveDataEnricher(Enricher):
                      "Serve and call this API over TLS (https, or mTLS inside the mesh).")
         # --- excessive data exposure: response types the callers never sent
         if ep_key is not None:
-            resp = [d for d in traffic if d.direction == RESPONSE]
+            route = ep_key[2]
+            resp = [d for d in traffic if d.direction == RESPONSE and not _issued_credential(d, route)]
             if resp:
                 sent_types = facts.request_types(ep_key)
                 extra = [d for d in resp if d.type not in sent_types]
@@ -624,6 +655,64 @@ def _path_without(span: Span, path: str, dets: Sequence[Detection]) -> str:
         if in_path and isinstance(raw, str):
             return _replace_detected(raw, in_path)
     return path
+
+
+#: Routes whose responses issue credentials (log-in, token and session endpoints).
+_ISSUING_ROUTE = re.compile(
+    r"(?i)/(?:log-?in|log-?on|sign-?in|sign-?up|register|o?auth2?|auth(?:[nz]|enticat(?:e|ion)|ori[sz]e)"
+    r"|tokens?|sessions?"
+    r"|refresh|sso|saml2?|openid[\w-]*|api-?keys?|credentials?)(?=/|\.|\Z)"
+)
+
+
+def _issued_credential(d: Detection, route: str) -> bool:
+    """Whether ``d`` is a credential a response issues on purpose: a Set-Cookie header,
+    or any response field of a log-in/token endpoint. Not excessive data exposure
+    (issuing it is the point of that response); personal, financial and health data
+    in the same responses still are."""
+    if d.category != CREDENTIAL:
+        return False
+    return d.where.endswith("header.set-cookie") or _ISSUING_ROUTE.search(route) is not None
+
+
+def _peer_address(span: Span) -> str:
+    """The network address a client span of a database or broker talked to, if recorded."""
+    a = span.attributes
+    v = a.get("server.address") or a.get("net.peer.name") or a.get("network.peer.address") or a.get("net.peer.ip")
+    return v if isinstance(v, str) else ""
+
+
+def _server_route(span: Span, path: str, dets: Sequence[Detection]) -> str:
+    """The route of a server span without ``http.route``, as the inventory names it.
+
+    The inventory templates raw paths after this stage has run (its endpoint for the
+    span is published in ``state.batch.endpoints`` only then, and enrichers have no
+    step after the batch), so this asks the inventory's own templater what it makes
+    of the path on first sight: ``/users/{email}/cards/{id}``. It differs from the
+    inventory's only where the inventory learned something since (a literal position
+    collapsed after many values, a spec pin). A segment left literal that holds a
+    detected value becomes ``{}``: a route never holds one. A 404 is templated without
+    learning, as the inventory does (probes must not make literals).
+    """
+    learn = span.http is None or span.http.status_code != 404
+    route = PathTemplater().template(span.service, path.split("?", 1)[0], learn=learn).route
+    values = _detected_url_values(span, dets)
+    if values and any(v in route for v in values):
+        route = "/".join("{}" if any(v in seg for v in values) else seg for seg in route.split("/"))
+        if any(v in route for v in values):  # (a value across segments)
+            return template_path(_path_without(span, path, dets))
+    return route
+
+
+def _detected_url_values(span: Span, dets: Sequence[Detection]) -> list[str]:
+    """The raw values detected in the span's URL attributes and name (to keep them out of a route)."""
+    out = []
+    for d in dets:
+        if d.where in URL_KEYS or d.where == "span.name":
+            raw = span.name if d.where == "span.name" else span.attributes.get(d.where)
+            if isinstance(raw, str) and 0 <= d.start < d.end <= len(raw):
+                out.append(raw[d.start : d.end])
+    return out
 
 
 _COMPLIANCE_BY_TYPE: dict[str, tuple[str, ...]] = {}

@@ -82,6 +82,12 @@ class Recognizer:
     NOT_KEYS: ClassVar[str | None] = None
     #: Regex the whole (stripped) value of a keyed field must match.
     VALUE: ClassVar[str] = r".+"
+    #: Regex for a value whose ends are certain (a quoted string, a JSON string), when it
+    #: may hold what an unquoted value may not (a pass phrase with spaces); ``None``: VALUE.
+    QUOTED_VALUE: ClassVar[str | None] = None
+    #: Whether a ``Scheme credential`` value (``Token abc...``, an Authorization header) is
+    #: checked by its credential part when the whole value is not one.
+    SCHEMES: ClassVar[bool] = False
     #: Score of a keyed-field match (before validation).
     KEY_SCORE: ClassVar[float] = 0.85
     #: Characters kept visible at the start and end by the default mask.
@@ -116,17 +122,22 @@ class Recognizer:
 
     # ----------------------------------------------------------------- helpers
     @classmethod
-    def compiled_value(cls) -> re.Pattern[str]:
-        rx = cls.__dict__.get("_value_rx")
+    def compiled_value(cls, quoted: bool = False) -> re.Pattern[str]:
+        src = cls.QUOTED_VALUE if quoted and cls.QUOTED_VALUE else cls.VALUE
+        name = "_quoted_rx" if src is not cls.VALUE else "_value_rx"
+        rx: re.Pattern[str] | None = cls.__dict__.get(name)
         if rx is None:
-            rx = re.compile(cls.VALUE, re.ASCII | re.DOTALL)
-            cls._value_rx = rx  # type: ignore[attr-defined]
+            rx = re.compile(src, re.ASCII | re.DOTALL)
+            setattr(cls, name, rx)
         return rx
 
-    def check_value(self, value: str) -> float:
-        """Score of ``value`` as the whole value of a keyed field (0 when rejected)."""
+    def check_value(self, value: str, quoted: bool = False) -> float:
+        """Score of ``value`` as the whole value of a keyed field (0 when rejected).
+
+        ``quoted``: the value's ends are certain (see :attr:`QUOTED_VALUE`).
+        """
         v = value.strip()
-        if not v or len(v) > 4096 or not self.compiled_value().fullmatch(v):
+        if not v or len(v) > 4096 or not self.compiled_value(quoted).fullmatch(v):
             return 0.0
         ok = self.validate(v)
         if ok is False:

@@ -19,7 +19,9 @@ Field names are context: ``scan(value, key="user.ssn")`` lets a bare nine-digit
 number count as an SSN, and checks the value against every recognizer whose
 ``KEYS`` match the name (passwords, CVVs, dates of birth...). Inside text (query
 strings, JSON bodies, form posts, header dumps, log lines) the same happens for
-every ``key=value`` / ``"key": "value"`` pair found.
+every ``key=value`` / ``"key": "value"`` pair found; a JSON document with nested
+objects or arrays is also parsed (orjson) and each leaf checked with its key, or its key
+path when the key alone says nothing (``{"password": {"new": ...}}``).
 
 Results are cached per distinct (key class, value) in a bounded dict: attribute
 values repeat a lot. A scanner is not thread-safe; use one per thread.
@@ -35,6 +37,8 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any, NamedTuple
+
+import orjson
 
 from enrichers.sensitive.recognizer import (
     CONTEXT_BOOST,
@@ -77,6 +81,11 @@ _KV_KEY_BEFORE = re.compile(r"""\s*["']?([A-Za-z0-9_.\-]{1,64})""", re.ASCII)
 #: stem ``pin`` and a colon, but the colon ends a host name, not a key), then ``:`` or ``=``.
 _KV_PREFILTER = r"(?:" + "|".join(re.escape(s) for s in KEY_STEMS) + r")[A-Za-z0-9_-]*[\"']?\s*[:=]"
 _TOKEN_SPLIT = re.compile(r"[^a-z0-9#]+")
+#: ``Scheme `` at the start of an Authorization-like value (``Token abc...``).
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{1,24}[ \t]+(?=\S)")
+#: Tokens of a JSON text that parsed: a string (with ``:`` after it: a key), a bracket,
+#: a number (``true``/``false``/``null``, commas and blanks are skipped).
+_JSON_TOKEN = re.compile(r'"((?:[^"\\]|\\.)*)"(\s*:)?|[{}\[\]]|(-?\d[0-9.eE+-]*)')
 _FORM_PLUS = re.compile(r"(?<=[A-Za-z0-9.,-])\+(?=[A-Za-z0-9(-])")
 #: Where :data:`_FORM_PLUS` would replace something (a pseudo-pattern of the hyperscan prefilter).
 _FORM_PLUS_PREFILTER = r"[A-Za-z0-9.,-]\+[A-Za-z0-9(-]"
@@ -233,7 +242,8 @@ class SensitiveDataScanner:
         self.entries: list[_Entry] = []
         for r in self.recognizers:
             for p in r.PATTERNS:
-                rx = re.compile(p.regex, re.ASCII | p.flags)
+                # ASCII unless the pattern asks for re.UNICODE (e-mail: letters of any script).
+                rx = re.compile(p.regex, p.flags if p.flags & re.UNICODE else re.ASCII | p.flags)
                 self.entries.append(_Entry(r, p, rx, p.needs_context))
         self.keyed = [r for r in self.recognizers if r.KEYS]
         self._keys_rx = {
@@ -775,37 +785,108 @@ class SensitiveDataScanner:
                 if score >= threshold:
                     cands.append((score, s, t, r, text))
         if keyed:
-            for r in keyed:
-                sc = r.check_value(text)
-                if sc >= threshold:
-                    lead = len(text) - len(text.lstrip())
-                    cands.append((sc, lead, lead + len(text.strip()), r, text))
+            self._check_keyed(keyed, text, 0, len(text), cands)
         if all_ids or self._kv_id in ids:
             if kv_ends is None:
                 self._scan_pairs(text, cands)
             elif kv_ends:
                 self._scan_pairs_at(text, kv_ends, cands)
+            # A JSON document with nested objects or arrays: the pairs above hold each
+            # flat field with its key, only the walk knows the key of a nested leaf.
+            c = text[0]
+            if (c == "{" or c == "[" or (c.isspace() and text.lstrip()[:1] in ("{", "["))) and (
+                text.find("{", 1) > 0 or text.find("[", 1) > 0
+            ):
+                self._scan_json(text, cands)
 
     def _pair(self, text: str, key: str, s: int, t: int, unquoted: bool, cands: list[_Cand]) -> None:
         """Check the value ``text[s:t]`` of field ``key`` against its keyed recognizers."""
         keyed = (self._key_info.get(key) or self._key(key))[1]
-        if not keyed:
-            return
+        if keyed:
+            self._check_keyed(keyed, text, s, t, cands, unquoted=unquoted, exact=not unquoted)
+
+    def _check_keyed(
+        self, keyed: tuple[Recognizer, ...], text: str, s: int, t: int, cands: list[_Cand],
+        *, unquoted: bool = False, exact: bool = False,
+    ) -> None:
+        """Check ``text[s:t]``, the value of a field, against the field's keyed recognizers.
+
+        ``unquoted``: the value ran to the next delimiter, so only its start is sure;
+        ``exact``: both ends are sure (a quoted or JSON string, a JSON number).
+        """
         value = text[s:t].rstrip()
-        # An unquoted value runs to the next delimiter; when the whole of it is not
-        # a value of the type, its first word may be (``password=x (retrying)``).
+        lead = len(value) - len(value.lstrip())
+        if lead:
+            s += lead
+            value = value[lead:]
+        if not value or (unquoted and value[0] in "{["):
+            return  # (``"password": {...}``: an object or array, whose leaves the JSON walk checks)
         options = [value]
         if unquoted:
+            # When the whole of it is not a value of the type, its part before a comma
+            # (``{"cvv": 123, "x": 1}`` read loosely) or its first words may be
+            # (``password=x (retrying)``).
+            head = value.split(",", 1)[0].rstrip()
+            if head and head != value:
+                options.append(head)
             words = value.split(" ")
             for n in range(min(4, len(words) - 1), 0, -1):
                 options.append(" ".join(words[:n]).rstrip(",;"))
         threshold = self.threshold
         for r in keyed:
             for v in options:
-                sc = r.check_value(v)
+                sc = r.check_value(v, exact)
                 if sc >= threshold:
                     cands.append((sc, s, s + len(v), r, text))
                     break
+            else:
+                if r.SCHEMES:
+                    # ``Token abc...`` (an Authorization value): the credential after the scheme.
+                    m = _SCHEME.match(value)
+                    if m is not None:
+                        cred = value[m.end() :].split(None, 1)[0].rstrip(",;")
+                        sc = r.check_value(cred)
+                        if sc >= threshold:
+                            cands.append((sc, s + m.end(), s + m.end() + len(cred), r, text))
+
+    def _scan_json(self, text: str, cands: list[_Cand]) -> None:
+        """Check every leaf of a JSON document against the keyed recognizers of its field.
+
+        Only a text that parses (orjson) is walked: then a tokenizer over the raw text
+        gives each leaf's offsets, and the open containers give its key path. The leaf's
+        own key decides; when it is not a sensitive field, its key path does
+        (``{"password": {"new": "..."}}``, ``{"ssn": ["...", "..."]}``).
+        """
+        try:
+            orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return
+        key_info = self._key_info
+        keys: list[str] = []  # per open container: its current key ("" in an array)
+        for m in _JSON_TOKEN.finditer(text):
+            c = text[m.start()]
+            if c == "{" or c == "[":
+                keys.append("")
+                continue
+            if c == "}" or c == "]":
+                if keys:
+                    keys.pop()
+                continue
+            if m.group(2) is not None:  # a key
+                if keys:
+                    keys[-1] = m.group(1)
+                continue
+            named = [k for k in keys if k]
+            if not named:
+                continue
+            leaf = keys[-1] or named[-1]
+            keyed = (key_info.get(leaf) or self._key(leaf))[1]
+            if not keyed and len(named) > 1:
+                path = ".".join(named)
+                keyed = (key_info.get(path) or self._key(path))[1]
+            if keyed:
+                g = 1 if m.group(1) is not None else 3
+                self._check_keyed(keyed, text, m.start(g), m.end(g), cands, exact=True)
 
     def _scan_pairs(self, text: str, cands: list[_Cand]) -> None:
         """Every ``key=value`` pair of ``text``, found by regex search (no offsets known)."""

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from agent import config as cfgmod
@@ -31,6 +33,21 @@ def test_file_env_flags_precedence(tmp_path):
         ("grpc_port: 1\n  bad: [\n", "not valid YAML"),
         ("- a\n- b\n", "top level must be a mapping"),
         ("specs: [a]\n", "field 'specs' must map service names"),
+        ("sensitive:\n  forward_actions: {CREDIT_CARD: bogus}\n",
+         "field 'sensitive.forward_actions.CREDIT_CARD' is 'bogus'; it must be one of mask, hash, drop"),
+        ("sensitive:\n  forward_actions: {default: bogus}\n",
+         "field 'sensitive.forward_actions.default' is 'bogus'; it must be one of mask, hash, drop"),
+        ("sensitive:\n  forward_actions: {CREDITCARD: hash}\n",
+         "names 'CREDITCARD', which is not a sensitive data type; did you mean CREDIT_CARD?"),
+        ("sensitive:\n  forward_actions: [mask]\n", "field 'sensitive.forward_actions' must map type names"),
+        ("sensitive:\n  ignore_types: [IPADDRESS]\n", "names 'IPADDRESS', which is not a sensitive data type"),
+        ("sensitive:\n  ignore_types: IP_ADDRESS\n", "field 'sensitive.ignore_types' is 'IP_ADDRESS'; it must be a list"),
+        ("sensitive:\n  threshold: 1.5\n", "field 'sensitive.threshold' is 1.5; it must be a score from 0 to 1"),
+        ("sensitive:\n  threshold: high\n", "field 'sensitive.threshold' is 'high'"),
+        ("sensitive:\n  forward_queue_spans: 0\n", "field 'sensitive.forward_queue_spans' is 0; it must be a positive"),
+        ("sensitive:\n  enabled: maybe\n", "field 'sensitive.enabled' is 'maybe'; it must be true or false"),
+        ("sensitive:\n  forward_action: {CREDIT_CARD: hash}\n",
+         "unknown field 'sensitive.forward_action'; allowed fields are:"),
     ],
 )
 def test_bad_file_names_file_field_and_fix(tmp_path, text, needle):
@@ -52,3 +69,47 @@ def test_bad_env_and_spec_flag():
 def test_missing_file():
     with pytest.raises(ConfigError, match="config file not found"):
         cfgmod.load("/nonexistent/apiward.yaml", environ={})
+
+
+def test_good_sensitive_section(tmp_path):
+    f = tmp_path / "apiward.yaml"
+    f.write_text("sensitive:\n  forward_actions: {credit_card: HASH, PASSWORD: drop, default: mask}\n"
+                 "  ignore_types: [ip_address]\n  threshold: 0.7\n  forward_queue_spans: 1000\n"
+                 "  enabled: true\n  scan_resource: false\n")
+    c = cfgmod.load(f, environ={})
+    assert c.section("sensitive")["threshold"] == 0.7
+
+
+def test_forward_overrides_a_disabled_sensitive_section(tmp_path, caplog):
+    f = tmp_path / "apiward.yaml"
+    f.write_text("forward: grpc://127.0.0.1:4317\nsensitive:\n  enabled: false\n")
+    c = cfgmod.load(f, environ={})
+    assert c.section("sensitive")["enabled"] is True
+    assert "sensitive.enabled: false is overridden" in caplog.text
+
+
+def test_internal_hosts_add_to_the_defaults_for_every_analysis(tmp_path: Path) -> None:
+    from agent.config import internal_hosts
+    from enrichers.abuse.enricher import AbuseEnricher
+    from enrichers.callgraph import CallGraphEnricher
+    from enrichers.sensitive.enricher import SensitiveDataEnricher
+
+    cfg_file = tmp_path / "apiward.yaml"
+    cfg_file.write_text("internal_domains: [.mycorp.example]\ninternal_cidrs: [127.0.0.1/32]\n")
+    cfg = cfgmod.load(cfg_file, environ={})
+    domains, cidrs = internal_hosts(cfg)
+    assert ".mycorp.example" in domains and ".svc.cluster.local" in domains
+    assert "10.0.0.0/8" in cidrs and "127.0.0.1/32" in cidrs and "127.0.0.0/8" not in cidrs
+    graph = CallGraphEnricher(cfg).classifier
+    hosts = SensitiveDataEnricher(cfg).hosts
+    for host, internal in [("api.mycorp.example", True), ("pg.db.svc.cluster.local", True),
+                           ("192.168.1.5", True), ("127.0.0.1", True), ("127.0.0.2", False),
+                           ("api.partner.example.com", False)]:
+        assert graph.is_internal(host) is internal, host
+        assert hosts.is_external(host) is not internal, host
+    assert ".svc" in AbuseEnricher(cfg).internal_domains
+
+    cfg_file.write_text("internal_domains: [.mycorp.example]\ninternal_defaults: false\n")
+    replaced = cfgmod.load(cfg_file, environ={})
+    assert internal_hosts(replaced)[0] == [".mycorp.example"]
+    assert SensitiveDataEnricher(replaced).hosts.is_external("pg.db.svc.cluster.local")

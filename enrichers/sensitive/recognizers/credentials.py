@@ -117,6 +117,8 @@ class PasswordRecognizer(Recognizer):
     KEYS = r"passw|passwd|\bpwd\b|pwd$|_pwd|passphrase|\bpass\b|_pass$|\bpin\b|_pin$|pincode"
     NOT_KEYS = r"passport|bypass|compass|passenger|passive|pass_?through|pinned|pinterest|spinner"
     VALUE = r"[^\s]{1,200}"
+    #: A quoted or JSON string may be a pass phrase: inner spaces, no line breaks.
+    QUOTED_VALUE = r"[^\s](?:[^\r\n]{0,198}[^\s])?"
     KEY_SCORE = 0.9
     _PLACEHOLDERS = frozenset(
         {"***", "****", "*****", "******", "********", "null", "none", "true", "false",
@@ -210,6 +212,7 @@ class GenericSecretRecognizer(Recognizer):
     )
     NOT_KEYS = r"token_?type|expires|_count|length|public|key_?id$|tokens_|\bauthor\b|keyword|monkey|turkey|hockey"
     VALUE = r"[A-Za-z0-9_+/=.:~-]{16,512}"
+    SCHEMES = True  # ``"Authorization": "Token abc..."``: the token is the secret
     KEY_SCORE = 0.8
 
     def validate(self, text: str) -> bool | None:

@@ -1,11 +1,13 @@
 """Financial data: payment cards (Luhn and issuer ranges), CVV and expiry in key context,
 IBAN (mod-97), SWIFT/BIC, US ABA routing numbers, bank accounts in key context and
-crypto wallet addresses. Checksums come from python-stdnum."""
+crypto wallet addresses. Checksums come from python-stdnum (Ethereum's EIP-55 from
+pycryptodome's Keccak-256)."""
 
 from __future__ import annotations
 
 import re
 
+from Crypto.Hash import keccak
 from stdnum import bic, bitcoin, iban, luhn
 from stdnum.us import rtn
 
@@ -190,7 +192,7 @@ class UsBankNumberRecognizer(NumberRecognizer):
 
 
 class CryptoRecognizer(Recognizer):
-    """Crypto wallet addresses: Bitcoin (base58check/bech32 via stdnum.bitcoin) and Ethereum."""
+    """Crypto wallet addresses: Bitcoin (base58check/bech32 via stdnum.bitcoin) and Ethereum (EIP-55)."""
 
     ENTITY = "CRYPTO"
     CATEGORY = FINANCIAL
@@ -198,14 +200,30 @@ class CryptoRecognizer(Recognizer):
     DESCRIPTION = "crypto wallet address"
     PATTERNS = (
         Pattern("btc", r"\b(?:[13][a-km-zA-HJ-NP-Z1-9]{25,34}|bc1[ac-hj-np-z02-9]{11,71})\b", 0.3),
-        Pattern("eth", r"\b0x[0-9a-fA-F]{40}\b", 0.6, validated=0.6),
+        # validated: a mixed-case address whose EIP-55 checksum holds.
+        Pattern("eth", r"\b0x[0-9a-fA-F]{40}\b", 0.6, validated=0.95),
     )
     CONTEXT = ("wallet", "bitcoin", "btc", "eth", "ethereum", "crypto", "address")
 
     def validate(self, text: str) -> bool | None:
         if text.startswith("0x"):
-            return None  # EIP-55 needs Keccak-256, which the stdlib lacks.
+            return eip55_checksum_ok(text[2:])
         return bool(bitcoin.is_valid(text))
 
     def mask(self, text: str) -> str:
         return mask_keep(text, 4, 4)
+
+
+def eip55_checksum_ok(hexaddr: str) -> bool | None:
+    """EIP-55 check of a 40-hex-digit Ethereum address (without ``0x``).
+
+    An all-lower or all-upper address carries no checksum (``None``); in a mixed-case
+    one each letter is upper-case exactly when the matching nibble of the Keccak-256
+    of the lower-case address is 8 or more.
+    """
+    if hexaddr.islower() or hexaddr.isupper() or not any(c.isalpha() for c in hexaddr):
+        return None
+    digest = keccak.new(digest_bits=256, data=hexaddr.lower().encode("ascii")).hexdigest()
+    return all(
+        c.isdigit() or c.isupper() == (int(h, 16) >= 8) for c, h in zip(hexaddr, digest, strict=False)
+    )

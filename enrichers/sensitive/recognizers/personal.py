@@ -17,13 +17,21 @@ class EmailRecognizer(Recognizer):
     COMPLIANCE = (GDPR, CCPA)
     DESCRIPTION = "email address"
     PATTERNS = (
+        # Compiled with re.UNICODE (not ASCII like the other patterns): local parts and
+        # domain labels may hold any letter (``jürgen.müller@bücher.de``, RFC 6531/IDN).
+        # ``[^\W_]`` is a letter or digit, ``\w`` adds "_". On ASCII text it is the same
+        # regex as ``[A-Za-z0-9]``. The prefilter takes any non-ASCII character
+        # (``[^\x00-\x7f]``: a UTF-8 byte for hyperscan, a code point for re2) where a
+        # letter may be.
         Pattern(
             "email",
-            r"\b[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}(?:@|%40)"
-            r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}\b",
+            r"\b[^\W_][\w.%+-]{0,63}(?:@|%40)"
+            r"(?:[^\W_](?:(?:[^\W_]|-){0,61}[^\W_])?\.)+[^\W\d_]{2,24}\b",
             0.5,
             validated=0.95,
-            prefilter=r"[A-Za-z0-9](?:@|%40)[A-Za-z0-9-]+\.[A-Za-z0-9]",
+            prefilter=r"(?:[A-Za-z0-9]|[^\x00-\x7f])(?:@|%40)(?:[A-Za-z0-9-]|[^\x00-\x7f])+\."
+            r"(?:[A-Za-z0-9]|[^\x00-\x7f])",
+            flags=re.UNICODE,
         ),
     )
     CONTEXT = ("email", "mail", "e-mail", "contact", "user")
@@ -73,11 +81,12 @@ class PhoneRecognizer(Recognizer):
         ),
         Pattern(
             "national",
-            r"(?:\(\d{2,5}\)\s?|\b\d{2,5}[\s.-])\d{2,5}(?:[\s.-]\d{2,5}){0,3}\b",
+            # Subscriber groups of up to 8 digits (``030 12345678``); phonenumbers decides.
+            r"(?:\(\d{2,5}\)\s?|\b\d{2,5}[\s.-])\d{2,8}(?:[\s.-]\d{2,8}){0,3}\b",
             0.05,
             validated=0.4,
             # The first group of digits ends at a boundary in every match: one end per start.
-            prefilter=r"(?:\(\d{2,5}\)\s?|\b\d{2,5}[\s.-])\d{2,5}\b",
+            prefilter=r"(?:\(\d{2,5}\)\s?|\b\d{2,5}[\s.-])\d{2,8}\b",
         ),
         Pattern("bare", r"\b\d{10,11}\b", 0.05, validated=0.3),
     )

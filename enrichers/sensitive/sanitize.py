@@ -1,0 +1,88 @@
+"""Spans with the detected values taken out of what later analyses keep.
+
+The inventory keeps route templates, the call graph keeps endpoints and queue
+names, the trace store keeps span names, and findings name all of them. They
+are built from a span's path, URL, span name and messaging destination, so a
+value found there (``/v1/lookup/+442079460958``, ``notify jane@example.org``,
+topic ``orders-bob@example.org``) would be stored, served and exported as it
+was. (Network addresses are left: they name uninstrumented peers in the graph.)
+The sensitive stage runs first; for the few spans with a detection in one
+of those places it hands the later analyses a copy in which each detected value
+is replaced by a placeholder naming its type (``{phone_number}``), the
+normalised views rebuilt from the changed attributes. The original span is left
+as it is: the redacting forwarder works on it, by the detections' offsets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from agent.model import Span, build_span
+from enrichers.sensitive.recognizer import NETWORK
+
+#: Attribute keys whose values become paths, routes, node or endpoint names, with
+#: ``span.name``: a detection there is replaced in the copy the analyses see.
+STRUCTURAL_KEYS = frozenset(
+    {"url.full", "http.url", "http.target", "url.path", "url.query", "http.route",
+     "messaging.destination.name", "messaging.destination", "messaging.destination.template",
+     "messaging.source.name", "span.name"}
+)  # fmt: skip
+
+
+class _Located(Protocol):
+    """What a detection tells about where it is (see ``enricher.Detection``)."""
+
+    @property
+    def type(self) -> str: ...
+    @property
+    def where(self) -> str: ...
+    @property
+    def start(self) -> int: ...
+    @property
+    def end(self) -> int: ...
+    @property
+    def index(self) -> int: ...
+    @property
+    def category(self) -> str: ...
+
+
+def placeholder(entity: str) -> str:
+    """``{credit_card}`` for ``CREDIT_CARD``: reads as a path parameter in OpenAPI syntax."""
+    return "{" + entity.lower() + "}"
+
+
+def _replaced(text: str, dets: Sequence[_Located]) -> str:
+    # right to left, so earlier offsets stay valid; overlapping detections are skipped
+    end = len(text) + 1
+    for d in sorted(dets, key=lambda d: -d.start):
+        if 0 <= d.start < d.end <= min(end, len(text)):
+            text = text[: d.start] + placeholder(d.type) + text[d.end :]
+            end = d.start
+    return text
+
+
+def sanitized(span: Span, dets: Sequence[_Located]) -> Span | None:
+    """A copy of ``span`` without the values detected in its structural strings, or
+    ``None`` when none of ``dets`` is in one (the common case: no copy)."""
+    hits: dict[str, list[_Located]] = {}
+    for d in dets:
+        # Addresses stay: they are how the call graph names an uninstrumented peer.
+        if d.index < 0 and d.where in STRUCTURAL_KEYS and d.category != NETWORK:
+            hits.setdefault(d.where, []).append(d)
+    if not hits:
+        return None
+    attrs = dict(span.attributes)
+    name = span.name
+    for where, ds in hits.items():
+        if where == "span.name":
+            name = _replaced(name, ds)
+            continue
+        value = attrs.get(where)
+        if type(value) is str:
+            attrs[where] = _replaced(value, ds)
+    return build_span(
+        span.trace_id, span.span_id, span.parent_span_id, span.resource, name, span.kind,
+        span.start_ns, span.end_ns, span.status_code, span.status_message, attrs, span.events,
+        span.links, span.source, span.scope_name,
+    )
