@@ -66,7 +66,10 @@ class QueryApi:
                 if method != req.method:
                     allowed = True
                     continue
-                return handler(req)
+                try:
+                    return handler(req)
+                except report.FilterError as exc:  # a filter value it cannot take
+                    return 400, {"error": str(exc)}
         if allowed:
             return 405, {"error": f"method {req.method} not allowed on {req.path}"}
         return 404, {"error": f"no such route: {req.path}"}
@@ -271,6 +274,11 @@ def _make_handler(api: QueryApi) -> type[BaseHTTPRequestHandler]:
 def stats_view(agent: Agent) -> dict[str, Any]:
     d = agent.pipeline.snapshot_stats()
     d["uptime_seconds"] = round((time.time_ns() - agent.started_ns) / 1e9, 1)
+    d["spec_errors"] = report.spec_errors_view(agent.state)
+    if not d["spec_errors"] and "inventory" not in agent.state.parts:
+        # no traffic yet (the part is made on the first batch): the enricher's, loaded at start
+        inv = next((e for e in agent.enrichers if e.name == "inventory"), None)
+        d["spec_errors"] = [str(e) for e in getattr(inv, "spec_errors", None) or ()]
     for name, fn in agent.stats.extra.items():
         try:
             d[name] = fn()

@@ -15,6 +15,33 @@ if TYPE_CHECKING:
     from agent.state import State
 
 
+#: the lifecycles the inventory gives an endpoint (``unused``: a spec operation never called)
+LIFECYCLES = ("new", "active", "shadow", "zombie", "dormant", "revived", "unused")
+#: trace summary statuses
+TRACE_STATUSES = ("ok", "error")
+
+
+class FilterError(ValueError):
+    """A query filter with a value it cannot take; the message lists the allowed ones
+    (the query API answers 400 with it)."""
+
+
+def _check(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value and value not in allowed:
+        raise FilterError(f"unknown {name} {value!r}: use one of {', '.join(allowed)}")
+
+
+def _severity(text: str) -> Severity | None:
+    if not text:
+        return None
+    try:
+        return Severity.parse(text)
+    except KeyError:
+        raise FilterError(
+            f"unknown severity {text!r}: use one of {', '.join(s.label for s in Severity)}"
+        ) from None
+
+
 def _part_report(state: State, name: str, default: Any) -> Any:
     part = state.parts.get(name)
     fn = getattr(part, "report", None)
@@ -38,6 +65,8 @@ def graph_view(state: State) -> dict[str, Any]:
 
 
 def inventory_view(state: State, *, service: str = "", lifecycle: str = "") -> list[dict[str, Any]]:
+    """The inventory, filtered; :class:`FilterError` for an unknown lifecycle."""
+    _check("lifecycle", lifecycle, LIFECYCLES)
     with state.lock:
         inv = list(_part_report(state, "inventory", []))
     if service:
@@ -74,7 +103,9 @@ def findings_view(
     owasp: str = "",
     include_muted: bool = True,
 ) -> list[dict[str, Any]]:
-    min_sev = Severity.parse(severity) if severity else None
+    """Findings at ``severity`` or worse, by rule prefix, service, OWASP id;
+    :class:`FilterError` for an unknown severity."""
+    min_sev = _severity(severity)
     with state.lock:
         recs = state.findings.records()
         out = []
@@ -96,6 +127,8 @@ def findings_view(
 
 
 def traces_view(state: State, **filters: str) -> list[dict[str, Any]]:
+    """Trace summaries; :class:`FilterError` for an unknown ``status``."""
+    _check("status", filters.get("status", ""), TRACE_STATUSES)
     with state.lock:
         store = state.parts.get("traces")
         return store.list(**filters) if store is not None else []
@@ -112,12 +145,22 @@ def verdicts_view(state: State) -> list[dict[str, Any]]:
         return list(_part_report(state, "zerotrust", []))
 
 
+def spec_errors_view(state: State) -> list[Any]:
+    """The configured specs that could not be used, as the inventory part keeps them
+    (``spec_errors``: one sentence per spec, naming the service, the file and what is
+    wrong); empty without an inventory."""
+    with state.lock:
+        errors = getattr(state.parts.get("inventory"), "spec_errors", None)
+        return [e if isinstance(e, (str, dict)) else str(e) for e in errors or ()]
+
+
 def build_report(state: State, stats: dict[str, Any] | None = None) -> dict[str, Any]:
     """The report object of ``replay --report json`` and ``report --format json``."""
     out: dict[str, Any] = {
         "graph": graph_view(state),
         "inventory": inventory_view(state),
         "findings": findings_view(state),
+        "spec_errors": spec_errors_view(state),
     }
     if stats is not None:
         out["stats"] = stats
@@ -170,4 +213,7 @@ def render_markdown(rep: dict[str, Any]) -> str:
             )
     else:
         lines.append("No endpoints.")
+    if rep.get("spec_errors"):
+        lines += ["", "## Spec errors", ""]
+        lines += [f"- {_md_escape(e)}" for e in rep["spec_errors"]]
     return "\n".join(lines) + "\n"

@@ -23,11 +23,15 @@ def register(sub: Any) -> None:
 def run_replay(args: argparse.Namespace) -> Any:
     """Replay into a fresh agent; persist only when --state-dir is given."""
     from agent.runtime import Agent
+    from collectors.replay import RecordingError
 
     config = config_from_args(args)
     agent = Agent(config, persist=bool(getattr(args, "state_dir", None)))
     try:
         agent.replay(args.files)
+    except RecordingError as exc:  # missing, a directory, unreadable: one line, exit 2
+        agent.stop()
+        raise SystemExit(_fail(str(exc))) from None
     except FileNotFoundError as exc:
         agent.stop()
         raise SystemExit(_fail(f"{exc.filename}: no such recording file.")) from None

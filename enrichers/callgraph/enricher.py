@@ -29,7 +29,9 @@ expiry otherwise). The node-id scheme is documented in
 
 Settings (``config.section("graph")``): ``pair_ttl_seconds`` (10),
 ``max_unpaired`` (100000), ``max_edges`` (20000), ``max_nodes`` (10000),
-``max_client_nodes`` (1000).
+``max_client_nodes`` (1000), ``internal_defaults`` (true: the configured
+``internal_domains``/``internal_cidrs`` add to the built-in ones; false: they
+replace them).
 """
 
 from __future__ import annotations
@@ -37,13 +39,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from math import ceil, log2
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
+from agent.config import internal_hosts
 from agent.model import (
     SOURCE_REPLAY,
     Call,
@@ -134,6 +137,8 @@ class EdgeStats:
     unauthenticated: int = 0
     auth_unknown: int = 0
     endpoints: dict[str, int] = field(default_factory=dict)
+    #: sensitive types carried over the edge -> directions (request, response)
+    sensitive: dict[str, set[str]] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -170,6 +175,8 @@ class EdgeStats:
             "unauthenticated_calls": self.unauthenticated,
             "auth_unknown_calls": self.auth_unknown,
             "endpoints": sorted(self.endpoints),
+            "sensitive_types": sorted(self.sensitive),
+            "sensitive": {t: sorted(d) for t, d in sorted(self.sensitive.items())},
             "first_seen": ns_to_iso(self.first_ns),
             "last_seen": ns_to_iso(self.last_ns),
             "first_seen_ns": self.first_ns,
@@ -183,6 +190,7 @@ class EdgeStats:
             "cl": sketch_dump(self.client_latency), "f": self.first_ns, "l": self.last_ns,
             "ty": self.tls_yes, "tn": self.tls_no, "a": self.auth, "u": self.unauthenticated,
             "uk": self.auth_unknown, "ep": self.endpoints,
+            "sv": {t: sorted(d) for t, d in self.sensitive.items()},
         }
 
     @classmethod
@@ -198,9 +206,14 @@ class EdgeStats:
         e.auth = {str(k): int(v) for k, v in (d.get("a") or {}).items()}
         e.unauthenticated, e.auth_unknown = int(d.get("u", 0)), int(d.get("uk", 0))
         e.endpoints = {str(k): int(v) for k, v in (d.get("ep") or {}).items()}
+        e.sensitive = {str(t): {str(x) for x in dirs} for t, dirs in (d.get("sv") or {}).items()}
         return e
 
 
+#: Directions of detections that are data on the wire (not ``telemetry``).
+_DATA_DIRECTIONS = frozenset({"request", "response"})
+#: Detections that are facts, not sensitive data carried (as the sensitive stage's facts)
+_INFO_TYPES = frozenset({"PRIVATE_IP_ADDRESS"})
 _SERVER_SPAN = attrgetter("server_span")
 _ENDPOINT = attrgetter("endpoint")
 _CALLER = attrgetter("client")
@@ -269,6 +282,23 @@ class CallGraphPart:
         """Count one call into its edge."""
         self.record_many((call,))
 
+    def note_sensitive(self, calls: Sequence[Call], sensitive: Mapping[str, Sequence[Any]]) -> None:
+        """Record on each call's edge the sensitive types its spans carried as request or
+        response data (``sensitive``: the batch's detections by span id; types and
+        directions only, never values)."""
+        edges = self._edges
+        for call in calls:
+            spans = {id(s): s for s in (call.span, call.client_span, call.server_span) if s is not None}
+            found = [d for s in spans.values() for d in (sensitive.get(s.span_id) or ())]
+            if not found:
+                continue
+            e = edges.get((call.client, call.server, call.connection_type))
+            if e is None:
+                continue
+            for d in found:
+                if d.direction in _DATA_DIRECTIONS and d.type not in _INFO_TYPES:
+                    e.sensitive.setdefault(d.type, set()).add(d.direction)
+
     def record_many(self, calls: Sequence[Call]) -> None:  # noqa: C901 - the hot loop, inlined
         """:meth:`record` of each call, in order (the enricher's hot path: one loop,
         ``Span.is_error`` and ``LatencySketch.add_ns`` inlined, the edge looked up
@@ -290,16 +320,26 @@ class CallGraphPart:
                 continue
             e.calls += 1
             span = call.span
-            if span.status_code == _ERROR:
-                e.errors += 1
-            else:
-                http = span.http
+            # Span.is_error, inlined: of the call's span, then (a pair) of its client
+            # span: an error seen by either side counts
+            s: Span | None = span
+            failed = False
+            while s is not None:
+                if s.status_code == _ERROR:
+                    failed = True
+                    break
+                http = s.http
                 if http is not None and http.status_code >= 500:
-                    e.errors += 1
-                else:
-                    rpc = span.rpc
-                    if rpc is not None and rpc.grpc_status is not None and rpc.grpc_status != 0:
-                        e.errors += 1
+                    failed = True
+                    break
+                rpc = s.rpc
+                if rpc is not None and rpc.grpc_status is not None and rpc.grpc_status != 0:
+                    failed = True
+                    break
+                cs = call.client_span
+                s = cs if cs is not s else None
+            if failed:
+                e.errors += 1
             # LatencySketch.add_ns, inlined, server then client side
             for s, sk in ((call.server_span, e.server_latency), (call.client_span, e.client_latency)):
                 if s is None:
@@ -413,6 +453,8 @@ class _Pending:
     ``keys`` are the span ids it is filed under (a client: its own id; a server:
     its parent's id, then the ids its links point to); ``traces`` the trace id
     of each key when they differ from the span's own (links), else empty.
+    ``server_role`` is set on the client role of a span of wrong or missing kind
+    when the span also waits as a server (see ``CallGraphEnricher._miskind``).
     """
 
     span: Span
@@ -427,6 +469,7 @@ class _Pending:
     done: bool = False
     paired: bool = False
     ticks: int = 0
+    server_role: _Pending | None = None
 
     def trace_of(self, key: str) -> str:
         """The trace id ``key`` belongs to."""
@@ -479,6 +522,17 @@ def _as_list(w: _Waiting) -> list[_Pending]:
     return w if type(w) is list else [w]  # type: ignore[list-item]
 
 
+def _keys(span: Span, links: Sequence[Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The ids a server-side span waits under (its parent's, then its ``links``'), and
+    each one's trace id when links are among them (else empty: the span's own)."""
+    parent = span.parent_span_id
+    if links:
+        keys = ((parent,) if parent else ()) + tuple(lk.span_id for lk in links)
+        traces = ((span.trace_id,) if parent else ()) + tuple(lk.trace_id for lk in links)
+        return keys, traces
+    return ((parent,), ()) if parent else ((), ())
+
+
 class CallGraphEnricher(Enricher):
     """Pairs spans into calls, keeps the ``callgraph`` part. See the module docstring.
 
@@ -499,16 +553,18 @@ class CallGraphEnricher(Enricher):
         self.max_edges = int(sect.get("max_edges", 20_000))
         self.max_nodes = int(sect.get("max_nodes", 10_000))
         self.max_client_nodes = int(sect.get("max_client_nodes", 1_000))
-        self.classifier = Classifier(
-            getattr(config, "internal_domains", None) or (),
-            getattr(config, "internal_cidrs", None) or (),
-        )
+        # the configured domains and CIDRs with the defaults, as every analysis uses them
+        domains, cidrs = internal_hosts(config)
+        self.classifier = Classifier(domains, cidrs, defaults=False)
         self.clock = clock or time.time_ns
         #: client span id -> the client waiting for its server
         self._clients: dict[str, _Pending] = {}
         #: parent (or linked) span id -> the server(s) waiting for that client
         self._servers: dict[str, _Waiting] = {}
         self._fifo: deque[_Pending] = deque()
+        #: spans of wrong or missing kind wait in a store of their own (same bound), so
+        #: that the many INTERNAL spans never push CLIENT/SERVER spans out of theirs
+        self._mk_fifo: deque[_Pending] = deque()
         #: span id -> trace id of keys that expired unpaired (late partners are counted)
         self._gone: dict[str, str] = {}
         self._gone_slack = max(1, self.max_unpaired // 16)
@@ -539,7 +595,7 @@ class CallGraphEnricher(Enricher):
 
     @property
     def pending(self) -> int:
-        return sum(1 for p in self._fifo if not p.done)
+        return sum(1 for fifo in (self._fifo, self._mk_fifo) for p in fifo if not p.done)
 
     def process(self, batch: Sequence[Span], state: State) -> Iterable[Finding]:
         part = self.attach(state)
@@ -614,13 +670,13 @@ class CallGraphEnricher(Enricher):
                             paired += 1
                             emit_pair(nid, w.node, nkind, w.kind, span, sspan, w.endpoint or get_ep(sid))
                             continue
-                    self._client_side(span, nid, nkind, endpoints, expires, True)
+                    self._client_side(span, nid, nkind, endpoints, expires)
                 elif span.db is not None and (kind == client or kind in _MISKINDS):
                     self._database(span, nid, nkind, endpoints)
                 elif kind == consumer:
                     self._server_side(span, nid, nkind, endpoints, expires)
                 elif kind == producer:
-                    self._client_side(span, nid, nkind, endpoints, expires, True)
+                    self._client_side(span, nid, nkind, endpoints, expires)
                 else:
                     self._miskind(span, nid, nkind, endpoints, expires)
         finally:
@@ -637,7 +693,12 @@ class CallGraphEnricher(Enricher):
         self.attach(state)
         idle = not self._replay_since_tick
         self._replay_since_tick = False
-        fifo = self._fifo
+        self._expire_due(self._fifo, now_ns, idle)
+        self._expire_due(self._mk_fifo, now_ns, idle)
+        return self._flush(state)
+
+    def _expire_due(self, fifo: deque[_Pending], now_ns: int, idle: bool) -> None:
+        """Expire the pending spans of one store that are due (see :meth:`tick`)."""
         keep: deque[_Pending] = deque()
         while fifo:
             p = fifo[0]
@@ -659,15 +720,15 @@ class CallGraphEnricher(Enricher):
             break
         if keep:
             fifo.extendleft(reversed(keep))
-        return self._flush(state)
 
     def flush_all(self, state: State) -> list[Finding]:
         """Resolve every waiting span now (end of an offline analysis)."""
         self.attach(state)
-        while self._fifo:
-            p = self._fifo.popleft()
-            if not p.done:
-                self._expire(p)
+        for fifo in (self._fifo, self._mk_fifo):
+            while fifo:
+                p = fifo.popleft()
+                if not p.done:
+                    self._expire(p)
         self._flush(state)
         return []
 
@@ -686,6 +747,8 @@ class CallGraphEnricher(Enricher):
             part = self._part
             assert part is not None
             part.record_many(calls)
+            if state.batch.sensitive:
+                part.note_sensitive(calls, state.batch.sensitive)
             note = self._note
             if note is not None:
                 # the calls that name the endpoint of a server span (every pair does)
@@ -770,8 +833,9 @@ class CallGraphEnricher(Enricher):
 
     def _client_side(
         self, span: Span, nid: str, kind: NodeKind, endpoints: dict[str, Any], expires: int,
-        stored: bool,
-    ) -> None:
+    ) -> _Pending | None:
+        """Pair a client (producer, or span of wrong kind) with the servers waiting for
+        it, else file it under its own id; the filed :class:`_Pending`, if any."""
         sid = span.span_id
         trace = span.trace_id
         mine: _Pending | None = None
@@ -783,6 +847,7 @@ class CallGraphEnricher(Enricher):
             del servers[sid]
             fanout = span.kind == _PRODUCER
             miskind = span.kind in _MISKINDS
+            service = span.resource.service_name
             keep: list[_Pending] = []
             for srv in _as_list(waiting):
                 if srv.done:
@@ -793,23 +858,27 @@ class CallGraphEnricher(Enricher):
                 if not fanout and mine.paired:
                     keep.append(srv)
                     continue
-                if miskind and srv.span.resource.service_name == span.resource.service_name:
-                    continue
+                if srv.span.resource.service_name == service:
+                    if srv.span.kind in _MISKINDS:
+                        self._done(srv)  # a local child: never the server side of a call
+                        continue
+                    if miskind:
+                        continue
                 self._pair(mine, srv)
             if keep:
                 servers[sid] = keep if len(keep) > 1 else keep[0]
             if mine.paired and not fanout:
-                return
+                return None
         gone = self._gone.get(sid)
         if gone is not None and gone == trace:
             self._late(sid)
-            return
-        if stored or span.http is not None or span.rpc is not None:
-            if mine is None:
-                mine = _Pending(span, nid, kind, endpoints.get(sid), expires, True,
-                                span.source == SOURCE_REPLAY, (sid,))
-            self._clients[sid] = mine
-            self._fifo.append(mine)
+            return None
+        if mine is None:
+            mine = _Pending(span, nid, kind, endpoints.get(sid), expires, True,
+                            span.source == SOURCE_REPLAY, (sid,))
+        self._clients[sid] = mine
+        (self._mk_fifo if span.kind in _MISKINDS else self._fifo).append(mine)
+        return mine
 
     def _match_client(self, key: str, trace: str, span: Span) -> _Pending | None:
         """The client waiting under ``key`` that ``span`` may pair with, if any."""
@@ -828,7 +897,7 @@ class CallGraphEnricher(Enricher):
         trace = span.trace_id
         parent = span.parent_span_id
         skind = span.kind
-        links = span.links if span.links and (skind == _CONSUMER or skind in _MISKINDS) else ()
+        links = span.links if span.links and skind == _CONSUMER else ()
         if parent and not links and skind == _SERVER:
             # the common case, spelled out: one key, the parent's span id
             cli = self._clients.get(parent)
@@ -856,13 +925,7 @@ class CallGraphEnricher(Enricher):
                 servers[parent] = [w, mine]  # type: ignore[list-item]
             self._fifo.append(mine)
             return
-        if links:
-            keys: tuple[str, ...] = ((parent,) if parent else ()) + tuple(lk.span_id for lk in links)
-            traces: tuple[str, ...] = ((trace,) if parent else ()) + tuple(lk.trace_id for lk in links)
-        elif parent:
-            keys, traces = (parent,), ()
-        else:
-            keys, traces = (), ()
+        keys, traces = _keys(span, links)
         replay = span.source == SOURCE_REPLAY
         ep = endpoints.get(span.span_id)
         for i, k in enumerate(keys):
@@ -870,8 +933,6 @@ class CallGraphEnricher(Enricher):
             if cli is not None:
                 self._pair(cli, _Pending(span, nid, kind, ep, expires, False, replay, keys, traces))
                 return
-        if skind in _MISKINDS:
-            return
         mine = _Pending(span, nid, kind, ep, expires, False, replay, keys, traces)
         if not keys:
             self._resolve_server(mine)
@@ -882,8 +943,13 @@ class CallGraphEnricher(Enricher):
             if g is not None and g == (traces[i] if traces else trace):
                 self._late(k)
                 return
+        self._file_server(mine)
+        self._fifo.append(mine)
+
+    def _file_server(self, mine: _Pending) -> None:
+        """File a server-side span under each of its keys."""
         servers = self._servers
-        for k in keys:
+        for k in mine.keys:
             w = servers.get(k)
             if w is None:
                 servers[k] = mine
@@ -891,33 +957,39 @@ class CallGraphEnricher(Enricher):
                 w.append(mine)
             else:
                 servers[k] = [w, mine]  # type: ignore[list-item]
-        self._fifo.append(mine)
 
     def _miskind(
         self, span: Span, nid: str, kind: NodeKind, endpoints: dict[str, Any], expires: int,
     ) -> None:
-        """A span of wrong or missing kind: pair with a parent of another service
-        (as the server side), or wait as a client for children of another service."""
-        service = span.resource.service_name
-        if span.parent_span_id:
-            cli = self._clients.get(span.parent_span_id)
-            if (
-                cli is not None and not cli.done and cli.span.trace_id == span.trace_id
-                and cli.span.resource.service_name != service
-            ):
-                self._server_side(span, nid, kind, endpoints, expires)
-                return
-        sid = span.span_id
-        waiting = self._servers.get(sid)
-        if waiting is not None and any(
-            not s.done and s.span.resource.service_name != service
-            and s.trace_of(sid) == span.trace_id
-            for s in _as_list(waiting)
-        ):
-            self._client_side(span, nid, kind, endpoints, expires, False)
-            return
-        if span.http is not None or span.rpc is not None or span.messaging is not None:
-            self._client_side(span, nid, kind, endpoints, expires, False)
+        """A span of wrong or missing kind may be the server side of its parent's call
+        and the client side of its children's, so it takes both roles: it pairs with a
+        parent of another service that is waiting, or waits under its parent's id (and
+        its links' ids) when the parent has not arrived; and it pairs with children of
+        another service that wait under its own id, or waits there for them. Each role
+        pairs only across services, in either arrival order; both wait in the store of
+        such spans (``_mk_fifo``, bounded by ``max_unpaired`` like the other)."""
+        trace = span.trace_id
+        parent = span.parent_span_id
+        keys, traces = _keys(span, span.links)
+        srole: _Pending | None = None
+        if keys:
+            replay = span.source == SOURCE_REPLAY
+            ep = endpoints.get(span.span_id)
+            srole = _Pending(span, nid, kind, ep, expires, False, replay, keys, traces)
+            for i, k in enumerate(keys):
+                cli = self._match_client(k, traces[i] if traces else trace, span)
+                if cli is not None:
+                    self._pair(cli, srole)
+                    break
+            else:
+                cli = self._clients.get(parent) if parent else None
+                if cli is None or cli.done or cli.span.trace_id != trace:
+                    # the parent is not here yet (one that is here is of the same service)
+                    self._file_server(srole)
+                    self._mk_fifo.append(srole)
+        crole = self._client_side(span, nid, kind, endpoints, expires)
+        if crole is not None:
+            crole.server_role = srole
 
     # ------------------------------------------------------------------ outcomes
     def _done(self, p: _Pending) -> None:
@@ -996,7 +1068,11 @@ class CallGraphEnricher(Enricher):
             return
         span = p.span
         if span.kind in _MISKINDS:
-            self._part.counters["expired_dropped"] += 1
+            # Counted once per span, by its client role (always filed, and after the
+            # server role, so it expires last): dropped when neither role paired.
+            srole = p.server_role
+            if p.client_side and (srole is None or not srole.paired):
+                self._part.counters["expired_dropped"] += 1
             return
         if p.client_side:
             self._part.counters["expired_client"] += 1
@@ -1009,16 +1085,16 @@ class CallGraphEnricher(Enricher):
             self._resolve_server(p)
 
     def _enforce_capacity(self) -> None:
-        fifo = self._fifo
-        while fifo and fifo[0].done:
-            fifo.popleft()
-        while len(fifo) > self.max_unpaired:
-            p = fifo.popleft()
-            if p.done:
-                continue
-            assert self._part is not None
-            self._part.counters["evicted"] += 1
-            self._expire(p)
+        for fifo in (self._fifo, self._mk_fifo):
+            while fifo and fifo[0].done:
+                fifo.popleft()
+            while len(fifo) > self.max_unpaired:
+                p = fifo.popleft()
+                if p.done:
+                    continue
+                assert self._part is not None
+                self._part.counters["evicted"] += 1
+                self._expire(p)
 
     def _resolve_client(self, p: _Pending) -> None:
         """A client or producer whose server never reported: call a virtual node."""

@@ -8,9 +8,14 @@ codes, latency sketch, callers, auth schemes, query parameter names, content
 types, first/last seen and a lifecycle (new, active, shadow, zombie, dormant,
 revived; ``unused`` for documented operations never called).
 
-Route templates come from ``http.route`` (converted to OpenAPI syntax) or, when
-there is none, are inferred from ``url.path`` with bounded cardinality
-(:class:`~enrichers.inventory.routes.PathTemplater`). Client spans get an
+Route templates come from ``http.route`` (converted to OpenAPI syntax; literal
+segments that look like ids become typed parameters too) or, when there is none,
+are inferred from ``url.path`` with bounded cardinality
+(:class:`~enrichers.inventory.routes.PathTemplater`). The path parameters of a
+framework route get the narrowest type (integer, number, uuid, date, email,
+else string) that every sampled ``url.path`` value fitted
+(:meth:`EndpointRecord.sample_params`: the first calls of an endpoint, then one
+in :data:`PARAM_SAMPLE_EVERY`). Client spans get an
 endpoint on the callee (named by ``peer.service`` or the host) so calls to
 uninstrumented services carry one too; those are not part of the inventory.
 
@@ -20,7 +25,9 @@ endpoints are matched to operations by shape. Findings: ``shadow_endpoint``
 in the spec, still called; with the callers) and ``undocumented_service``
 (traffic but no spec; info). Shadow and zombie observations are gathered per
 endpoint and emitted on the next tick (or batch), so the callers the call graph
-adds in the same batch are in the evidence.
+adds in the same batch are in the evidence; a caller the call graph adds later
+(its client span came in a later batch) re-emits the finding with count 0, so the
+findings store merges the new callers into its evidence.
 
 Settings (``config.section("inventory")``): ``max_distinct_per_segment`` (25),
 ``max_depth`` (12), ``max_nodes_per_service`` (2000), ``max_endpoints`` (20000),
@@ -37,6 +44,7 @@ from dataclasses import dataclass, field
 from math import ceil, log2
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
 
 from agent.model import (
     SOURCE_REPLAY,
@@ -57,8 +65,10 @@ from enrichers.inventory.routes import (
     Template,
     canonical_path,
     convert_route,
+    mask_type,
     normalize_method,
     split_path,
+    value_mask,
 )
 from enrichers.inventory.specs import Operation, Spec, SpecError, load_spec
 from enrichers.sketches import MULT, LatencySketch, sketch_dump, sketch_load
@@ -82,6 +92,12 @@ _NOT_SERVED = (404, 405)
 _MISKINDS = (SpanKind.INTERNAL, SpanKind.UNSPECIFIED)
 _DAY = 86_400
 _ERROR = StatusCode.ERROR
+#: Path-parameter types of framework routes are learnt from the first
+#: PARAM_SAMPLES_FIRST calls of an endpoint, then from one call in PARAM_SAMPLE_EVERY
+#: (a sample costs a path split; the other calls one compare), until only "string"
+#: is left.
+PARAM_SAMPLES_FIRST = 32
+PARAM_SAMPLE_EVERY = 256
 
 
 @dataclass(slots=True)
@@ -127,6 +143,15 @@ class EndpointRecord:
     next_minute_ns: int = 0
     minute_calls: int = 0
     minute_sketch: LatencySketch | None = None
+    #: per path parameter of a framework route, the value types (routes.value_mask
+    #: flags) every sampled value fitted; ``None``: nothing to learn (no parameter,
+    #: inferred template, RPC) or nothing narrower than a string is left
+    ptypes: list[int] | None = None
+    psamples: int = 0
+    #: the call count at which the next sample is taken; 0: none (not persisted)
+    pnext: int = 0
+    #: (segment index, name, suffix) of each parameter of the route (derived)
+    _pslots: tuple[tuple[int, str, str], ...] | None = None
     _ep: Endpoint | None = None
 
     @property
@@ -188,6 +213,10 @@ class EndpointRecord:
         self.first_ns = min(x for x in (self.first_ns, o.first_ns) if x) if o.first_ns else self.first_ns
         self.last_ns = max(self.last_ns, o.last_ns)
         self.served = self.served or o.served
+        if o.psamples and o.ptypes is not None and self.ptypes is not None:
+            if len(o.ptypes) == len(self.ptypes):
+                self.ptypes = [a & b for a, b in zip(self.ptypes, o.ptypes, strict=True)]
+                self.psamples += o.psamples
         self.traces.extend(o.traces)
         if o.pend_calls:
             self.pend_first = min(x for x in (self.pend_first, o.pend_first) if x)
@@ -208,6 +237,7 @@ class EndpointRecord:
             "response_types": sorted(self.response_types),
             "first_ns": self.first_ns, "last_ns": self.last_ns, "served": self.served,
             "revived_ns": self.revived_ns, "traces": list(self.traces),
+            "ptypes": self.ptypes, "psamples": self.psamples,
         }
 
     @classmethod
@@ -232,7 +262,107 @@ class EndpointRecord:
         r.served = bool(d.get("served"))
         r.revived_ns = int(d.get("revived_ns") or 0)
         r.traces.extend(d.get("traces") or ())
+        pt = d.get("ptypes")
+        r.ptypes = [int(x) for x in pt] if isinstance(pt, list) else None
+        r.psamples = int(d.get("psamples") or 0)
+        if "ptypes" not in d and not r.inferred and r.protocol == "http":
+            r.track_params()  # stored before parameter types were learnt
+        elif r.ptypes and any(r.ptypes) and not r.inferred:
+            r.pnext = r.calls + 1
         return r
+
+    def track_params(self) -> None:
+        """Start learning the types of the route's path parameters (framework routes)."""
+        n = sum(1 for seg in split_path(self.route) if seg.startswith("{"))
+        self.ptypes = [-1] * n if n else None
+        self.pnext = self.calls + 1 if n else 0
+
+    def sample_params(self, path: str) -> None:
+        """Narrow each parameter's type flags by its value in ``path`` (``url.path``).
+
+        The path is aligned on the route from the end (a mount prefix may precede
+        the route); a literal that differs (a wildcard spanning segments) skips it.
+        """
+        masks = self.ptypes
+        if masks is None:
+            self.pnext = 0
+            return
+        calls = self.calls
+        self.pnext = calls + (1 if self.psamples < PARAM_SAMPLES_FIRST else PARAM_SAMPLE_EVERY)
+        if not path:
+            return
+        slots = self._pslots
+        if slots is None:
+            slots = _route_slots(self.route)
+            if sum(1 for _i, lit, _s in slots[1:] if not lit) != len(masks):
+                slots = ()
+            self._pslots = slots
+        if not slots:  # a route shape the values cannot be read from
+            self.pnext = 0
+            return
+        psegs = split_path(path)
+        off = len(psegs) - slots[0][0]
+        if off < 0:
+            return
+        for i, lit, _suffix in slots[1:]:
+            if lit and psegs[i + off] != lit:
+                return
+        left = 0
+        j = 0
+        for i, lit, suffix in slots[1:]:
+            if lit:
+                continue
+            v = psegs[i + off]
+            if suffix:
+                if not v.endswith(suffix):
+                    j += 1
+                    continue
+                v = v[: -len(suffix)]
+            masks[j] &= value_mask(v)
+            left |= masks[j]
+            j += 1
+        self.psamples += 1
+        if not left:  # strings everywhere: nothing narrower to learn, stop sampling
+            self.pnext = 0
+
+    def param_types(self) -> dict[str, str]:
+        """Type of each path parameter: the framework's when it says more than
+        "string", else the narrowest type all sampled values fitted."""
+        out = dict(self.params)
+        masks = self.ptypes
+        if masks is None or not self.psamples:
+            return out
+        names = [seg[1 : seg.find("}")] for seg in split_path(self.route) if seg.startswith("{")]
+        for name, m in zip(names, masks, strict=False):
+            if m != -1 and out.get(name, "string") == "string":
+                out[name] = mask_type(m)
+        return out
+
+
+def _route_slots(route: str) -> tuple[tuple[int, str, str], ...]:
+    """How to read a route's parameters from a path: first ``(number of segments,
+    "", "")``, then per segment ``(index, literal, "")`` or ``(index, "", suffix)``
+    for a parameter (``{id}.json`` has the suffix ``.json``). Only literals and
+    whole-segment parameters; a route with another shape gives ``()``."""
+    segs = split_path(route)
+    out: list[tuple[int, str, str]] = [(len(segs), "", "")]
+    for i, seg in enumerate(segs):
+        if seg.startswith("{"):
+            close = seg.find("}")
+            suffix = seg[close + 1 :]
+            if "{" in suffix:
+                return ()
+            out.append((i, "", suffix))
+        elif "{" in seg:
+            return ()
+        else:
+            out.append((i, seg, ""))
+    return tuple(out)
+
+
+def _flagged(rec: EndpointRecord) -> bool:
+    """Whether ``rec``'s calls make a finding: zombie (deprecated) or shadow."""
+    return rec.deprecated or (rec.documented is False and rec.served)
 
 
 def _bounded_update(dst: set[str], src: Iterable[str], cap: int) -> None:
@@ -244,9 +374,14 @@ def _bounded_update(dst: set[str], src: Iterable[str], cap: int) -> None:
 
 def _observe_message(rec: EndpointRecord, http: HttpView) -> None:
     """The query parameter names and content types of one request/response."""
-    if http.query and len(rec.query_params) < MAX_QUERY_NAMES:
-        for pair in http.query.split("&"):
-            name = pair.partition("=")[0][:64]
+    q = http.query
+    if q and len(rec.query_params) < MAX_QUERY_NAMES:
+        encoded = "%" in q or "+" in q  # names are decoded (a%20b is "a b"); most need not be
+        for pair in q.split("&"):
+            name = pair.partition("=")[0]
+            if encoded:
+                name = unquote_plus(name)
+            name = name[:64]
             if name and len(rec.query_params) < MAX_QUERY_NAMES:
                 rec.query_params.add(name)
     h = http.request_headers
@@ -307,6 +442,10 @@ class InventoryPart:
         self._rec_cache: dict[tuple[Any, ...], EndpointRecord] = {}
         #: (callee, method, raw path) -> Endpoint of client spans
         self._client_cache: dict[tuple[str, str, str], Endpoint] = {}
+        #: shadow/zombie records that gained a caller after their finding went out
+        #: (the call graph pairs a client span after the inventory counted its
+        #: server span): their finding is emitted again, count 0, with the callers
+        self._new_callers: set[Key] = set()
 
     # ------------------------------------------------------------------ specs
     def set_specs(self, specs: dict[str, Spec], errors: list[str]) -> None:
@@ -355,6 +494,8 @@ class InventoryPart:
             return None
         method = normalize_method(http.method or "GET")
         if http.route:
+            if self.templater.pins_digits(span.service):  # keep its digit literals (rare)
+                return method, convert_route(http.route, template_ids=False)
             t = self._route_cache.get(http.route)
             if t is None:
                 if len(self._route_cache) > 10_000:
@@ -477,8 +618,14 @@ class InventoryPart:
                 rec.params = tmpl.param_types
                 if span.rpc is not None and span.rpc.service:
                     rec.protocol = span.rpc.system or "rpc"
+                elif not tmpl.inferred and tmpl.params:
+                    rec.track_params()
                 self._match(rec)
                 self.records[key] = rec
+        elif rec.inferred and tmpl.inferred and tmpl.params != tuple(rec.params.items()):
+            # the templater widened a parameter's type since (or typed a spec's one)
+            if [n for n, _ in tmpl.params] == list(rec.params):
+                rec.params = tmpl.param_types
         return rec
 
     def observe(self, span: Span, rec: EndpointRecord) -> None:
@@ -511,6 +658,9 @@ class InventoryPart:
         rec.traces.append(span.trace_id)
         err = span.status_code == _ERROR
         http = span.http
+        pnext = rec.pnext
+        if pnext and rec.calls >= pnext and http is not None:
+            rec.sample_params(http.path)
         rpc = span.rpc
         code = 0
         # auth_evidence only finds something in headers, the query, enduser.id or
@@ -552,7 +702,7 @@ class InventoryPart:
                         rec.auth[a] = rec.auth.get(a, 0) + 1
                 else:
                     rec.unauthenticated += 1
-        if rec.deprecated or (rec.documented is False and rec.served):
+        if rec.deprecated or (rec.documented is False and rec.served):  # _flagged, inlined
             if not rec.pend_calls:
                 rec.pend_first = end
                 rec.pend_traces = []
@@ -593,6 +743,8 @@ class InventoryPart:
                 callers_of[caller] = m + n
             elif len(callers_of) < MAX_CALLERS:
                 callers_of[caller] = n
+                if _flagged(rec):
+                    self._new_callers.add((rec.service, rec.method, rec.route))
 
     def apply_collapses(self, batch_endpoints: dict[str, Any] | None = None) -> int:
         """Merge records whose inferred template a collapse just generalised."""
@@ -635,9 +787,22 @@ class InventoryPart:
             rec.pend_calls = 0
             rec.pend_traces = []
             rec.pend_spans = []
+        if self._new_callers:
+            for key in self._new_callers:
+                again = self.records.get(key)
+                # (one with calls pending went out above, with its callers)
+                if again is not None and again.calls and not again.pend_calls and _flagged(again):
+                    out.append(self._finding(again, count=0))
+            self._new_callers = set()
         return out
 
-    def _finding(self, rec: EndpointRecord) -> Finding:
+    def _finding(self, rec: EndpointRecord, count: int | None = None) -> Finding:
+        """The shadow or zombie finding of ``rec``: its pending observations, or with
+        ``count=0`` an update of the evidence alone (callers; the same finding id)."""
+        if count is None:
+            count, first, last = rec.pend_calls, rec.pend_first, rec.pend_last
+        else:
+            first = last = rec.last_ns
         spec = self.specs.get(rec.service)
         callers = sorted(rec.callers, key=lambda c: -rec.callers[c])[:10]
         subject = Subject(service=rec.service, method=rec.method, route=rec.route)
@@ -654,9 +819,9 @@ class InventoryPart:
                 title=f"Deprecated endpoint {rec.method} {rec.route} of {rec.service} is still called",
                 severity=Severity.MEDIUM,
                 subject=subject,
-                first_seen_ns=rec.pend_first,
-                last_seen_ns=rec.pend_last,
-                count=rec.pend_calls,
+                first_seen_ns=first,
+                last_seen_ns=last,
+                count=count,
                 owasp=OWASP_INVENTORY,
                 explanation=(
                     f"The spec marks {rec.operation} as deprecated, yet it received calls"
@@ -673,9 +838,9 @@ class InventoryPart:
             title=f"Shadow endpoint {rec.method} {rec.route} is not in {rec.service}'s spec",
             severity=Severity.MEDIUM,
             subject=subject,
-            first_seen_ns=rec.pend_first,
-            last_seen_ns=rec.pend_last,
-            count=rec.pend_calls,
+            first_seen_ns=first,
+            last_seen_ns=last,
+            count=count,
             owasp=OWASP_INVENTORY,
             explanation=(
                 f"{rec.service} answered {rec.method} {rec.route}, which no operation of "
@@ -704,18 +869,21 @@ class InventoryPart:
             return "new"
         return "active"
 
-    def _sensitive(self, rec: EndpointRecord) -> list[str]:
+    def _sensitive(self, rec: EndpointRecord) -> dict[str, list[str]]:
+        """Sensitive types the endpoint carried: ``{type: [directions]}`` (request, response)."""
         part = self.state.parts.get("sensitive") if self.state is not None else None
         fn = getattr(part, "types_for", None)
         if fn is None:
-            return []
+            return {}
         try:
-            return sorted(fn(rec.service, rec.method, rec.route) or ())
+            found = fn(rec.service, rec.method, rec.route) or {}
+            return {str(t): sorted(d) for t, d in sorted(found.items())}
         except Exception:  # noqa: BLE001 - another part's bug must not break the report
-            return []
+            return {}
 
     def row(self, rec: EndpointRecord, now: int) -> dict[str, Any]:
         p50, p95, p99 = rec.sketch.quantiles_ms((0.5, 0.95, 0.99))
+        sensitive = self._sensitive(rec)
         return {
             "service": rec.service,
             "method": rec.method,
@@ -742,7 +910,8 @@ class InventoryPart:
             "last_seen": ns_to_iso(rec.last_ns),
             "first_seen_ns": rec.first_ns,
             "last_seen_ns": rec.last_ns,
-            "sensitive_types": self._sensitive(rec),
+            "sensitive_types": sorted(sensitive),
+            "sensitive": sensitive,
         }
 
     def unused_operations(self) -> list[tuple[str, Operation]]:
@@ -770,7 +939,7 @@ class InventoryPart:
                 "callers": [], "auth": [], "unauthenticated_calls": 0, "query_params": [],
                 "request_content_types": [], "response_content_types": [],
                 "first_seen": "", "last_seen": "", "first_seen_ns": 0, "last_seen_ns": 0,
-                "sensitive_types": [],
+                "sensitive_types": [], "sensitive": {},
             })
         rows.sort(key=lambda r: (r["service"], r["route"], r["method"]))
         return rows

@@ -94,9 +94,10 @@ def reconstruct(records: Iterable[EndpointRecord], service: str) -> dict[str, An
             g = _merge_group(groups[shape][method])
             best: EndpointRecord = g["best"]
             best_names = _params(best.route)
+            best_types = best.param_types()  # declared, else learnt from the values seen
             parameters: list[dict[str, Any]] = []
             for i, name in enumerate(names):
-                typ = best.params.get(best_names[i], "string") if i < len(best_names) else "string"
+                typ = best_types.get(best_names[i], "string") if i < len(best_names) else "string"
                 parameters.append({
                     "name": name, "in": "path", "required": True,
                     "schema": dict(PARAM_SCHEMAS.get(typ, PARAM_SCHEMAS["string"])),

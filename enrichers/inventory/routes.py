@@ -21,12 +21,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 from agent.model import record
 
 # Parameter types, as OpenAPI (type, format) pairs.
 PARAM_SCHEMAS: dict[str, dict[str, str]] = {
     "integer": {"type": "integer"},
+    "number": {"type": "number"},
     "uuid": {"type": "string", "format": "uuid"},
     "ulid": {"type": "string"},
     "hash": {"type": "string"},
@@ -39,6 +41,7 @@ PARAM_SCHEMAS: dict[str, dict[str, str]] = {
 #: Name given to an inferred parameter of each type.
 _PARAM_NAMES = {
     "integer": "id",
+    "number": "number",
     "uuid": "uuid",
     "ulid": "ulid",
     "hash": "hash",
@@ -56,7 +59,11 @@ _HEX_CHARS = frozenset("0123456789abcdefABCDEF")
 _EMAIL = re.compile(r"^[^@/\s]+@[^@/\s]+\.[A-Za-z]{2,}$")
 _DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9:.]+Z?)?$")
 _TOKEN = re.compile(r"^[A-Za-z0-9_\-~+=]{16,}$")
-_STEM_EXT = re.compile(r"^(.+)\.([A-Za-z0-9]{1,8})$")
+# the extension must hold a letter: "1.5" is a decimal, one value, not "{id}.5"
+_STEM_EXT = re.compile(r"^(.+)\.(?=[A-Za-z0-9]*[A-Za-z])([A-Za-z0-9]{1,8})$")
+_DECIMAL = re.compile(r"^-?[0-9]+\.[0-9]+$")
+#: What enrichers.sensitive.sanitize puts where a sensitive value was: a parameter
+_PLACEHOLDER = re.compile(r"^\{[a-z0-9_]{1,40}\}$")
 METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"}
 )
@@ -72,22 +79,32 @@ def normalize_method(method: str) -> str:
 def classify_segment(seg: str) -> str | None:
     """The parameter type a raw path segment looks like, or ``None`` if literal.
 
-    Conservative on purpose: ``v1``, ``healthz``, ``hello.world`` and file names
-    stay literal; cardinality, not looks, collapses the rest.
+    Conservative on purpose: ``v1``, ``healthz``, ``hello.world``, file names and
+    decimals (``1.5``: maybe a version) stay literal; cardinality, not looks,
+    collapses the rest. A percent-encoded segment is classified decoded
+    (``bob%40x.com`` is an email). 32 hex digits without dashes are a ``uuid``
+    only when the version nibble (1-8) and the variant nibble (8, 9, a, b) say so,
+    else a ``hash`` (an MD5 is one); with dashes they are always a ``uuid``.
     """
+    if "%" in seg:
+        seg = unquote(seg)
     n = len(seg)
     if n == 0:
         return None
     if n > MAX_SEGMENT:
         return "token"
     c0 = seg[0]
+    if c0 == "{" and _PLACEHOLDER.match(seg):
+        return "string"  # a value the sensitive stage took out (``{credit_card}``)
     if c0.isdigit():
         if _INT.match(seg):
             return "integer"
         if n >= 10 and _DATE.match(seg):
             return "date"
     if n in (32, 36) and _UUID.match(seg):
-        return "uuid"
+        if n == 36 or (seg[12] in "12345678" and seg[16] in "89abAB"):
+            return "uuid"
+        return "hash"
     if n == 26 and _ULID.match(seg) and any(ch.isdigit() for ch in seg):
         return "ulid"
     if "@" in seg and _EMAIL.match(seg):
@@ -138,7 +155,9 @@ def join_template(segments: Iterable[str]) -> str:
 _FLASK = re.compile(r"<(?:(?P<conv>[A-Za-z_][A-Za-z0-9_]*)(?:\([^)]*\))?:)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)>")
 _DJANGO_GROUP = re.compile(r"\(\?P<(?P<name>[A-Za-z_][A-Za-z0-9_]*)>[^)]*\)")
 _BRACE = re.compile(r"\{(?P<name>[^{}:?*=/]+?)(?:[:=][^{}]*)?\??\*?\}")
-_COLON = re.compile(r"^:(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:\([^)]*\))?\??$")
+_COLON = re.compile(
+    r"^:(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<re>\([^)]*\))?\??(?P<ext>\.[A-Za-z0-9]{1,8})?$"
+)
 _STAR = re.compile(r"^\*(?P<name>[A-Za-z_][A-Za-z0-9_]*)?$")
 _FLASK_TYPES = {"int": "integer", "float": "string", "uuid": "uuid", "path": "string",
                 "string": "string", "any": "string", "slug": "string", "str": "string"}
@@ -161,8 +180,30 @@ class Template:
         return dict(self.params)
 
 
-def convert_route(route: str) -> Template:
+def literal_param(seg: str) -> tuple[str, str] | None:
+    """(type, suffix) when a literal segment looks like a value: ``42`` is
+    ``("integer", "")``, ``42.json`` is ``("integer", ".json")``; else ``None``."""
+    typ = classify_segment(seg)
+    if typ is not None:
+        return typ, ""
+    if "." in seg:
+        m = _STEM_EXT.match(seg)
+        if m is not None:
+            st = classify_segment(m.group(1))
+            if st is not None:
+                return st, "." + m.group(2)
+    return None
+
+
+def convert_route(route: str, *, template_ids: bool = True) -> Template:
     """Convert a framework route (``http.route``) to OpenAPI path syntax.
+
+    With ``template_ids`` (the default), literal segments that look like values
+    (ids, UUIDs, hashes, emails, dates, tokens: :func:`classify_segment`) become
+    typed parameters, so an instrumentation that reports the raw path as its
+    route cannot blow up cardinality; real literals (``v1``, ``healthz``,
+    ``hello.world``) stay. Callers pass ``False`` for a service whose spec pins an
+    all-digit literal.
 
     >>> convert_route("/users/<int:user_id>").route
     '/users/{user_id}'
@@ -216,18 +257,25 @@ def convert_route(route: str) -> Template:
             seg = _FLASK.sub(flask, seg)
         elif "{" in seg:
             seg = _BRACE.sub(brace, seg)
-        else:
+        elif seg[0] == ":":
             m = _COLON.match(seg)
             if m:
                 name = unique(m.group("name"))
+                rx = m.group("re") or ""
+                params.append((name, "integer" if ("\\d" in rx or "[0-9]" in rx) else "string"))
+                seg = "{" + name + "}" + (m.group("ext") or "")
+        elif seg[0] == "*":
+            m = _STAR.match(seg)
+            if m:
+                name = unique(m.group("name") or "wildcard")
                 params.append((name, "string"))
                 seg = "{" + name + "}"
-            else:
-                m = _STAR.match(seg)
-                if m:
-                    name = unique(m.group("name") or "wildcard")
-                    params.append((name, "string"))
-                    seg = "{" + name + "}"
+        elif template_ids:
+            lp = literal_param(seg)
+            if lp is not None:
+                name = unique(_param_name(lp[0]))
+                params.append((name, lp[0]))
+                seg = "{" + name + "}" + lp[1]
         out.append(seg)
     return Template(join_template(out), tuple(params))
 
@@ -309,7 +357,8 @@ class PathTemplater:
             if seg.startswith("{") and seg.endswith("}") and seg.count("{") == 1:
                 if node.param is None:
                     node.param = _Node()
-                    node.param_type, node.param_name = "string", "param"
+                    # untyped ("" reads as string) until traffic shows its values
+                    node.param_type, node.param_name = "", "param"
                     trie.nodes += 1
                 node = node.param
                 continue
@@ -356,13 +405,12 @@ class PathTemplater:
                 out.append(seg)
                 node = known
                 continue
-            typ = classify_segment(seg)
-            if typ is None and "." in seg:
-                m = _STEM_EXT.match(seg)
-                if m is not None:
-                    st = classify_segment(m.group(1))
-                    if st is not None:
-                        stem_ext = (st, m.group(2))
+            lp = literal_param(seg)
+            if lp is not None:
+                if lp[1]:
+                    stem_ext = (lp[0], lp[1][1:])
+                else:
+                    typ = lp[0]
             if typ is None and stem_ext is not None:
                 typ, ext = stem_ext
                 lit = "{}." + ext  # e.g. {id}.json: literal key shaped by extension
@@ -405,7 +453,8 @@ class PathTemplater:
                 node.param_name = _param_name(node.param_type)
                 trie.nodes += 1
             elif learn and node.param_type != (typ or "string"):
-                node.param_type = "string"
+                # a spec's parameter (pin) starts untyped: the first value types it
+                node.param_type = (typ or "string") if not node.param_type else "string"
             ptyp = node.param_type or "string"
             name = self._name(node.param_name or "param", used)
             params.append((name, ptyp))
@@ -466,7 +515,8 @@ class PathTemplater:
                 self._merge(dst.param, src.param, trie)
                 trie.nodes -= 1
                 if dst.param_type != src.param_type:
-                    dst.param_type = "string"
+                    dst.param_type = (dst.param_type or src.param_type) if "" in (
+                        dst.param_type, src.param_type) else "string"
 
     def retemplate(self, service: str, template: str) -> Template:
         """Today's template of a route this templater produced earlier.
@@ -573,9 +623,45 @@ def _load(d: object, trie: _Trie) -> _Node:
         trie.nodes += 1
     if "p" in d:
         n.param = _load(d["p"], trie)
-        n.param_type = str(d.get("t") or "string")
+        n.param_type = str(d.get("t", "string") or "")  # "": a pinned, untyped parameter
         n.param_name = str(d.get("n") or "param")
         trie.nodes += 1
     n.collapsed = bool(d.get("x"))
     n.pinned = bool(d.get("pin"))
     return n
+
+
+# ------------------------------------------------------ parameter value types
+
+#: Flags of the types a path-parameter value fits (:func:`value_mask`); a
+#: position keeps the AND of its values' flags, so it costs one int.
+T_INTEGER, T_NUMBER, T_UUID, T_DATE, T_EMAIL = 1, 2, 4, 8, 16
+_TYPE_ORDER = ((T_INTEGER, "integer"), (T_NUMBER, "number"), (T_UUID, "uuid"),
+               (T_DATE, "date"), (T_EMAIL, "email"))
+_DAY_ONLY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+
+
+def value_mask(value: str) -> int:
+    """The type flags one raw path-parameter value fits (0: only a string)."""
+    if "%" in value:
+        value = unquote(value)
+    typ = classify_segment(value)
+    if typ == "integer":
+        return T_INTEGER | T_NUMBER
+    if typ == "uuid":
+        return T_UUID
+    if typ == "email":
+        return T_EMAIL
+    if typ == "date":
+        return T_DATE if _DAY_ONLY.match(value) else 0
+    if typ is None and value[:1].isdigit() and _DECIMAL.match(value):
+        return T_NUMBER
+    return 0
+
+
+def mask_type(mask: int) -> str:
+    """The narrowest parameter type (a :data:`PARAM_SCHEMAS` key) of a flag set."""
+    for flag, name in _TYPE_ORDER:
+        if mask & flag:
+            return name
+    return "string"

@@ -8,6 +8,12 @@ prefixes (OpenAPI ``servers[].url`` paths, Swagger ``basePath``) are tried with
 and without, since a framework may report its route with or without the mount
 point.
 
+Path items (and operations) written as ``$ref`` are resolved: local refs
+(``#/components/pathItems/x``) and refs to other files relative to the
+referring one (``./paths.yaml#/users``), never over the network, at most
+:data:`MAX_REF_DEPTH` deep and without cycles. A ref that cannot be resolved
+is a :class:`SpecError` naming the file, the path and the ref.
+
 A spec that cannot be used raises :class:`SpecError` with one sentence naming
 the file and the problem; callers log it and go on without that spec.
 """
@@ -17,8 +23,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, NoReturn
+from urllib.parse import unquote, urlsplit
 
 import orjson
 import yaml
@@ -26,6 +32,9 @@ import yaml
 from enrichers.inventory.routes import split_path
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+#: How many ``$ref`` hops one path item may take, and how many files a spec may pull in.
+MAX_REF_DEPTH = 16
+MAX_REF_FILES = 64
 _VAR = re.compile(r"\{[^{}]*\}")
 
 
@@ -169,14 +178,20 @@ def load_spec(path: str | Path, service: str = "") -> Spec:
     prefixes = _prefixes(doc, version)
     ops: list[Operation] = []
     global_security = _security_names(doc.get("security"))
+    refs = _Refs(p, doc)
     for route, item in paths.items():
         if not isinstance(route, str) or not route.startswith("/"):
             raise SpecError(f"{p}: path {route!r} under 'paths' must start with '/'.")
+        where = (p, doc)
+        if isinstance(item, dict) and "$ref" in item:
+            item, where = refs.resolve(item, where, route)
         if not isinstance(item, dict):
             raise SpecError(f"{p}: path {route!r} must map methods to operations.")
         for m, op in item.items():
             if m not in HTTP_METHODS:
                 continue
+            if isinstance(op, dict) and "$ref" in op:
+                op, _ = refs.resolve(op, where, route)
             if not isinstance(op, dict):
                 raise SpecError(f"{p}: operation {m.upper()} {route} must be a mapping.")
             sec = _security_names(op["security"]) if "security" in op else global_security
@@ -201,6 +216,75 @@ def load_spec(path: str | Path, service: str = "") -> Spec:
         operations=ops,
         security_schemes=schemes if isinstance(schemes, dict) else {},
     )
+
+
+class _Refs:
+    """Resolves ``$ref``s of one spec: JSON pointers into the spec itself or into
+    files next to it (parsed once each); no URLs, no cycles, bounded depth."""
+
+    def __init__(self, path: Path, doc: Any) -> None:
+        self.root = path
+        self.docs: dict[Path, Any] = {path.resolve(): doc}
+
+    def resolve(self, obj: dict[str, Any], where: tuple[Path, Any], route: str) -> tuple[Any, tuple[Path, Any]]:
+        """``obj`` with its ``$ref`` followed (siblings of the ``$ref`` win), and the
+        (file, document) later refs inside the result are relative to."""
+        seen: set[tuple[Path, str]] = set()
+        siblings: dict[str, Any] = {}
+        while isinstance(obj, dict) and "$ref" in obj:
+            ref = obj["$ref"]
+            siblings = {**{k: v for k, v in obj.items() if k != "$ref"}, **siblings}
+            if not isinstance(ref, str):
+                self._fail(route, repr(ref), "it is not a string")
+            if len(seen) >= MAX_REF_DEPTH:
+                self._fail(route, ref, f"more than {MAX_REF_DEPTH} refs in a row")
+            file, _, pointer = ref.partition("#")
+            path, doc = where
+            if file:
+                if "://" in file or file.startswith("//"):
+                    self._fail(route, ref, "only local files are read, never URLs")
+                path = (path.parent / unquote(file)).resolve()
+                doc = self._load(path, route, ref)
+            key = (path.resolve(), pointer)
+            if key in seen:
+                self._fail(route, ref, "the refs form a cycle")
+            seen.add(key)
+            obj = self._pointer(doc, pointer, route, ref)
+            where = (path, doc)
+        if siblings and isinstance(obj, dict):
+            obj = {**obj, **siblings}
+        return obj, where
+
+    def _load(self, path: Path, route: str, ref: str) -> Any:
+        doc = self.docs.get(path)
+        if doc is None:
+            if len(self.docs) >= MAX_REF_FILES:
+                self._fail(route, ref, f"a spec may use at most {MAX_REF_FILES} files")
+            try:
+                raw = path.read_bytes()
+            except OSError as exc:
+                self._fail(route, ref, f"cannot read {path}: {exc.strerror}")
+            try:
+                doc = _parse(path, raw)
+            except SpecError as exc:
+                self._fail(route, ref, str(exc).rstrip("."))
+            self.docs[path] = doc
+        return doc
+
+    def _pointer(self, doc: Any, pointer: str, route: str, ref: str) -> Any:
+        cur = doc
+        for raw in unquote(pointer).split("/")[1:] if pointer else ():
+            part = raw.replace("~1", "/").replace("~0", "~")
+            if isinstance(cur, dict) and part in cur:
+                cur = cur[part]
+            elif isinstance(cur, list) and part.isdigit() and int(part) < len(cur):
+                cur = cur[int(part)]
+            else:
+                self._fail(route, ref, f"nothing at {part!r}")
+        return cur
+
+    def _fail(self, route: str, ref: str, why: str) -> NoReturn:
+        raise SpecError(f"{self.root}: path {route!r}: cannot resolve $ref {ref!r} ({why}).")
 
 
 def _parse(p: Path, raw: bytes) -> Any:

@@ -142,7 +142,9 @@ def test_unpaired_client_becomes_external_or_internal_virtual_node() -> None:
 
 
 def test_internal_domains_and_cidrs_are_configurable() -> None:
-    cfg = Config(internal_domains=[".corp.example"], internal_cidrs=["203.0.113.0/24"])
+    # graph.internal_defaults: false -> the configured lists replace the defaults
+    cfg = Config(internal_domains=[".corp.example"], internal_cidrs=["203.0.113.0/24"],
+                 sections={"graph": {"internal_defaults": False}})
     h = Harness()
     h.cg = CallGraphEnricher(cfg, clock=h.clock)
     h.feed(http_client("a", "GET", "https://billing.corp.example/x"),

@@ -89,7 +89,7 @@ def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
                  specs={"users": str(spec)},
                  # loopback counts as external here, so the uninstrumented peer shows as ext:
                  internal_cidrs=["10.0.0.0/8"],
-                 sections={"graph": {"pair_ttl_seconds": 0.5}})
+                 sections={"graph": {"pair_ttl_seconds": 0.5, "internal_defaults": False}})
     agent = Agent(cfg)
     agent.start(api=False)
     tp_web = _provider("web", agent.grpc_port)

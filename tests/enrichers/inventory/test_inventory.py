@@ -91,13 +91,15 @@ def test_stats_per_endpoint(tmp_path: Path) -> None:
 
 def test_sensitive_types_come_from_the_sensitive_part(tmp_path: Path) -> None:
     class Sensitive:
-        def types_for(self, service: str, method: str, route: str) -> list[str]:
-            return ["email"] if route == "/users/{id}" else []
+        # the shape of SensitiveFacts.types_for: {type: [directions]}
+        def types_for(self, service: str, method: str, route: str) -> dict[str, list[str]]:
+            return {"EMAIL_ADDRESS": ["response"]} if route == "/users/{id}" else {}
 
     enr, state = make(tmp_path)
     state.parts["sensitive"] = Sensitive()
     run(enr, state, [http_server("users", "GET", "/users/1", route="/users/:id")])
-    assert row(state, "users", "GET", "/users/{id}")["sensitive_types"] == ["email"]
+    r = row(state, "users", "GET", "/users/{id}")
+    assert r["sensitive_types"] == ["EMAIL_ADDRESS"] and r["sensitive"] == {"EMAIL_ADDRESS": ["response"]}
 
 
 def test_shadow_zombie_unused_and_undocumented(tmp_path: Path) -> None:
