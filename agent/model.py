@@ -717,12 +717,18 @@ class Subject:
     @property
     def label(self) -> str:
         parts = []
-        if self.client or self.server:
+        # A client of a service's endpoint (no server): "shop GET /orders/{id} (user:mallory)".
+        client_of_service = bool(self.client and self.service and not self.server)
+        if client_of_service:
+            parts.append(self.service)
+        elif self.client or self.server:
             parts.append(f"{self.client or '?'} -> {self.server or '?'}")
         elif self.service:
             parts.append(self.service)
         if self.method or self.route:
             parts.append(f"{self.method} {self.route}".strip())
+        if client_of_service:
+            parts.append(f"({self.client})")
         if self.host:
             parts.append(self.host)
         if self.detail:

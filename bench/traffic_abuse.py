@@ -83,6 +83,9 @@ class Gen:
         self.n = 0
         self.res = {s: Resource.from_attributes({"service.name": s, "service.namespace": "shop"})
                     for s in (GW, "orders", "users", "catalog")}
+        self.pod_ip = {name: f"10.42.0.{i + 10}" for i, name in enumerate(self.res)}
+        self._last_server = ""
+        self.first_attack_ns = 0  # start of the current attack's first span
         self.spans: list[Span] = []
         self.benign_requests = 0
         self.actors: set[str] = set()
@@ -91,6 +94,36 @@ class Gen:
     def ids(self) -> tuple[str, str]:
         self.n += 1
         return f"{self.n:032x}", f"{self.n:016x}"
+
+    def service_call(
+        self, trace: str, parent: str, start: int, end: int, caller: str, callee: str, method: str, path: str,
+        route: str, status: int, *, token: str = "",
+    ) -> None:
+        """A call between two services: the caller's CLIENT span and, as its child in the same
+        trace, the callee's SERVER span (the gateway forwards the end user's bearer token)."""
+        _, csid = self.ids()
+        host = f"{callee}.shop.svc.cluster.local"
+        self.spans.append(make_span(
+            trace_id=trace, span_id=csid, parent_span_id=parent, resource=self.res[caller], name=method,
+            kind=SpanKind.CLIENT, start_ns=start, end_ns=end,
+            attributes={"http.request.method": method, "url.full": f"http://{host}{path}", "server.address": host,
+                        "http.response.status_code": status},
+        ))
+        _, ssid = self.ids()
+        attrs: dict[str, Any] = {
+            "http.request.method": method, "url.path": path, "http.route": route, "url.scheme": "http",
+            "http.response.status_code": status, "server.address": host, "client.address": self.pod_ip[caller],
+            "user_agent.original": "python-httpx/0.27.0",
+            "http.request.header.accept": ["application/json"],
+        }
+        if token:
+            attrs["http.request.header.authorization"] = [f"Bearer {token}"]
+        self.spans.append(make_span(
+            trace_id=trace, span_id=ssid, parent_span_id=csid, resource=self.res[callee], name=f"{method} {route}",
+            kind=SpanKind.SERVER, start_ns=start + 200_000, end_ns=max(start + 300_000, end - 200_000),
+            status_code=StatusCode.ERROR if status >= 500 else StatusCode.UNSET, attributes=attrs,
+        ))
+        self._last_server = ssid
 
     def request(
         self, t: float, method: str, path: str, route: str, *, status: int = 200, ip: str, ua: str,
@@ -129,13 +162,14 @@ class Gen:
             status_code=StatusCode.ERROR if status >= 500 else StatusCode.UNSET, attributes=attrs, events=events,
         ))
         if downstream:
-            _, csid = self.ids()
-            self.spans.append(make_span(
-                trace_id=trace, span_id=csid, parent_span_id=sid, resource=self.res[GW], name=method,
-                kind=SpanKind.CLIENT, start_ns=start + 1_000_000, end_ns=end - 500_000,
-                attributes={"http.request.method": method, "url.full": f"http://{downstream}.shop.svc.cluster.local{path}",
-                            "http.response.status_code": status},
-            ))
+            # Behind the gateway, services serve the path without its public /api/v2 prefix.
+            self.service_call(trace, sid, start + 1_000_000, end - 500_000, GW, downstream, method,
+                              path.removeprefix("/api/v2"), route.removeprefix("/api/v2"), status, token=token)
+            if downstream == "orders" and method == "POST":
+                # Checkout: orders fetches the buyer's shipping address from users (a second hop).
+                self.service_call(trace, self._last_server, start + 2_000_000, start + 6_000_000, "orders", "users",
+                                  "GET", f"/internal/users/{user or 'anonymous'}/address",
+                                  "/internal/users/{username}/address", 200, token=token)
         if db:
             _, dsid = self.ids()
             self.spans.append(make_span(
@@ -153,6 +187,8 @@ class Gen:
         if benign:
             self.benign_requests += 1
         else:
+            if not self.first_attack_ns or start < self.first_attack_ns:
+                self.first_attack_ns = start
             self.actors.add("user:" + user if user else "ip:" + ip)
             self.touched.add(route)
         return trace
@@ -203,7 +239,8 @@ def benign_traffic(g: Gen, requests: int, users: int, rps: float) -> float:
                 g.request(t, "GET", "/api/v2/search", "/api/v2/search", query=f"q={rnd.choice(['shoes', 'red hat', 'lamp'])}",
                           db="SELECT id FROM products WHERE name ILIKE $1", **kw)
             elif r < 0.72:
-                g.request(t, "GET", f"/api/v2/users/{staff or user}/profile", "/api/v2/users/{username}/profile", **kw)
+                g.request(t, "GET", f"/api/v2/users/{staff or user}/profile", "/api/v2/users/{username}/profile",
+                          downstream="users", **kw)
             elif r < 0.76:
                 g.request(t, "PUT", f"/api/v2/users/{staff or user}/profile", "/api/v2/users/{username}/profile",
                           body='{"display_name": "Sam", "newsletter": true}', **kw)
@@ -252,6 +289,7 @@ def attack_traffic(g: Gen, cls: str, k: int, start: float) -> Attack:  # noqa: C
     a = Attack(cls, T0 + int(start * SEC))
     g.actors = a.actors
     g.touched = a.touched
+    g.first_attack_ns = 0
     ip = f"45.{60 + k}.{sorted(CLASSES).index(cls)}.{k + 10}"
     ua = BROWSERS[0]
     label_ip = "ip:" + ip
@@ -424,6 +462,7 @@ def attack_traffic(g: Gen, cls: str, k: int, start: float) -> Attack:  # noqa: C
             add()
     else:  # pragma: no cover - CLASSES and this function are kept in step
         raise ValueError(cls)
+    a.start_ns = g.first_attack_ns or a.start_ns  # time to detect counts from the first attack span
     a.end_ns = T0 + int(t * SEC)
     return a
 

@@ -18,6 +18,9 @@ def register(sub: Any) -> None:
     p.add_argument("--replay", nargs="+", metavar="FILE", help="learn from these recordings instead of a state dir")
     p.add_argument("--format", choices=("envoy", "nginx", "aws", "json"), default="json",
                    help="output format (default json)")
+    p.add_argument("--evidence", action="store_true",
+                   help="with --format aws: print the evidence behind the usage plan's numbers (JSON keyed like "
+                        "its throttle map) instead of the plan, which has no room for it")
     p.add_argument("--headroom", type=float, default=2.0, help="factor above the observed p99 (default 2)")
     p.add_argument("--min-windows", type=int, default=6, help="windows an endpoint needs before a limit is proposed")
     p.set_defaults(func=main)
@@ -69,9 +72,11 @@ def _from_state_dir(args: argparse.Namespace) -> Any:
 
 def main(args: argparse.Namespace) -> int:
     from enrichers.abuse.baselines import AbuseState
-    from enrichers.abuse.ratelimits import recommend, render
+    from enrichers.abuse.ratelimits import aws_evidence, recommend, render
     from enrichers.abuse.settings import AbuseSettingsError
 
+    if args.evidence and args.format != "aws":
+        return _fail("--evidence goes with --format aws; the other formats carry the evidence themselves.")
     if args.headroom < 1.0:
         return _fail(f"--headroom {args.headroom}: use a factor of 1 or more, such as 2.")
     try:
@@ -93,5 +98,5 @@ def main(args: argparse.Namespace) -> int:
         print("apiward ratelimits: not enough traffic learned yet to recommend limits "
               f"(an endpoint needs {args.min_windows} windows).", file=sys.stderr)
         return 1
-    sys.stdout.write(render(recs, args.format))
+    sys.stdout.write(aws_evidence(recs) if args.evidence else render(recs, args.format))
     return 0

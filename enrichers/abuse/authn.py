@@ -32,7 +32,8 @@ def check_url(req: Request, sink: FindingSink) -> None:
     sink.hit(
         rules.CREDS_IN_URL, req.ep.subject(detail=",".join(names)), first_ns=req.ts, confidence=0.9,
         explanation=f"credential parameter(s) {', '.join(names)} sent in the URL of {req.ep.route}",
-        evidence={"parameters": names}, trace_ids=(req.span.trace_id,), span_ids=(req.span.span_id,),
+        evidence={"parameters": names, "last_client": req.client},
+        trace_ids=(req.span.trace_id,), span_ids=(req.span.span_id,),
     )
 
 

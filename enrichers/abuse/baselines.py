@@ -5,18 +5,22 @@ request count with an EWMA of its absolute deviation, latency, error rate,
 largest response, distinct object ids per client) and quantile sketches
 (DDSketch) of the per-client request count per window and per-client 1-second
 peak, which also feed ``apiward ratelimits``. Per client: when it was last
-seen and what it looks like. Per route: which clients read and which write,
-and which callers an admin route has. Per service: which API versions exist.
+seen and its own baseline (EWMA of requests per window, error share, response
+size, distinct object ids; top-K by recency). Per route: which clients read
+and which write, and which callers an admin route has. Per service: which API
+versions exist. Per endpoint: how often request bodies carry each privileged
+field (mass assignment).
 
-Everything is bounded (top-K clients, idle clients decay, sketches rotate) and
-survives restarts through :meth:`AbuseState.snapshot` / :meth:`restore`.
+Everything is bounded (top-K clients, endpoints and routes, idle ones decay,
+sketches rotate) and survives restarts through :meth:`AbuseState.snapshot` /
+:meth:`restore`.
 """
 
 from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ddsketch import DDSketch
 from ddsketch.pb.ddsketch_pb2 import DDSketch as DDSketchPb
@@ -25,6 +29,9 @@ from ddsketch.pb.proto import DDSketchProto
 from enrichers.abuse.rows import Rows
 from enrichers.abuse.settings import AbuseSettings
 from enrichers.abuse.traces import TraceBuffer
+
+if TYPE_CHECKING:
+    from enrichers.abuse.windows import Horizon
 
 SKETCH_ACCURACY = 0.02
 
@@ -177,6 +184,31 @@ class EndpointBaseline:
 
 
 @dataclass(slots=True)
+class ClientBaseline:
+    """What one client's active windows usually look like (its own history)."""
+
+    first_ns: int
+    last_ns: int = 0
+    windows: int = 0
+    rate: Ewma = field(default_factory=Ewma)  # requests per window
+    err: Ewma = field(default_factory=Ewma)  # share of responses >= 400
+    size: Ewma = field(default_factory=Ewma)  # mean response bytes
+    ids: Ewma = field(default_factory=Ewma)  # distinct object ids per window
+
+    def warm(self, now_ns: int, s: AbuseSettings) -> bool:
+        return self.windows >= s.client_warmup_windows and now_ns - self.first_ns >= s.warmup_seconds * 1e9
+
+    def dump(self) -> list[Any]:
+        return [self.first_ns, self.last_ns, self.windows, self.rate.dump(), self.err.dump(),
+                self.size.dump(), self.ids.dump()]
+
+    @classmethod
+    def load(cls, v: list[Any]) -> ClientBaseline:
+        return cls(int(v[0]), int(v[1]), int(v[2]), Ewma.load(v[3]), Ewma.load(v[4]), Ewma.load(v[5]),
+                   Ewma.load(v[6]))
+
+
+@dataclass(slots=True)
 class RouteAccess:
     """Who reads and who writes one route (service + template, any method)."""
 
@@ -208,8 +240,12 @@ class AbuseState:
         self.versions: dict[str, dict[str, dict[int, int]]] = {}  # service -> unversioned -> v -> last
         self.reported_once: set[str] = set()
         self.param_hosts: dict[str, dict[str, int]] = {}  # endpoint -> hosts named in URL parameters
-        self.rows: dict[int, Rows] = {}  # open windows by index
-        self.closed_upto = -1  # highest closed window index
+        self.client_stats: dict[str, ClientBaseline] = {}
+        #: Mass assignment: request bodies seen per endpoint, and per (endpoint, field).
+        self.bodies: dict[str, int] = {}
+        self.body_fields: dict[tuple[str, str], int] = {}
+        self.rows: dict[int, Rows] = {}  # open sub-windows by index
+        self.closed_upto = -1  # highest closed sub-window index
         self.watermark_ns = 0
         self.traces = TraceBuffer(self.settings.max_traces, int(self.settings.trace_ttl_seconds * 1e9))
         self.windows_closed = 0
@@ -222,6 +258,12 @@ class AbuseState:
         self.route_of: dict[Any, RouteAccess] = {}
         self.versions_of: dict[Any, dict[int, int]] = {}
         self.headers_seen: set[Any] = set()
+        #: The last closed sub-window (index, rows, folded into the baselines yet):
+        #: the next one is evaluated together with it.
+        from enrichers.abuse.windows import Horizon  # windows imports this module
+
+        self.prev: tuple[int, Rows, bool] | None = None
+        self.horizon: Horizon = Horizon()
 
     # ------------------------------------------------------------------ access
     def endpoint(self, key: str, service: str, method: str, route: str, ts: int) -> EndpointBaseline:
@@ -232,7 +274,7 @@ class AbuseState:
         return b
 
     def decay(self, now_ns: int) -> None:
-        """Forget idle clients and cap every per-client map (bounded state)."""
+        """Forget idle clients, endpoints and routes and cap every map (bounded state)."""
         s = self.settings
         horizon = now_ns - int(s.idle_client_seconds * 1e9)
         if len(self.clients) > s.max_clients or (self.clients and min(self.clients.values()) < horizon):
@@ -240,14 +282,40 @@ class AbuseState:
             if len(kept) > s.max_clients:
                 kept = dict(sorted(kept.items(), key=lambda kv: kv[1])[-s.max_clients :])
             self.clients = kept
+        if self.client_stats and (
+            len(self.client_stats) > s.max_client_baselines
+            or min(c.last_ns for c in self.client_stats.values()) < horizon
+        ):
+            self.prune_client_stats(horizon)
+        idle = now_ns - int(s.idle_endpoint_seconds * 1e9)
+        ep_last = {k: b.last_ns or b.first_ns for k, b in self.endpoints.items()}
+        if len(ep_last) > s.max_endpoints or any(t < idle for t in ep_last.values()):
+            eps = sorted(((t, k) for k, t in ep_last.items()), reverse=True)
+            keep = {k for t, k in eps[: s.max_endpoints] if t >= idle}
+            self.endpoints = {k: b for k, b in self.endpoints.items() if k in keep}
+            self.bodies = {k: n for k, n in self.bodies.items() if k in keep}
+            self.body_fields = {k: n for k, n in self.body_fields.items() if k[0] in keep}
         cap = s.max_clients_per_endpoint * 50
         for ra in self.routes.values():
             if len(ra.readers) > cap:
                 ra.readers = dict(sorted(ra.readers.items(), key=lambda kv: kv[1])[-cap:])
+        route_last = {k: _route_last(r) for k, r in self.routes.items()}
+        if len(route_last) > s.max_routes or any(t < idle for t in route_last.values()):
+            rs = sorted(((t, k) for k, t in route_last.items()), reverse=True)
+            keep = {k for t, k in rs[: s.max_routes] if t >= idle}
+            self.routes = {k: r for k, r in self.routes.items() if k in keep}
+            self.route_of.clear()  # shortcuts into dropped records
         for aa in self.admin.values():
             if len(aa.callers) > s.max_clients_per_endpoint:
                 top = sorted(aa.callers.items(), key=lambda kv: kv[1])
                 aa.callers = dict(top[-s.max_clients_per_endpoint :])
+
+    def prune_client_stats(self, horizon_ns: int = 0) -> None:
+        """Keep the most recently seen ``max_client_baselines`` client baselines."""
+        k = self.settings.max_client_baselines
+        kept = [(c.last_ns, name) for name, c in self.client_stats.items() if c.last_ns >= horizon_ns]
+        kept.sort(reverse=True)
+        self.client_stats = {name: self.client_stats[name] for _, name in kept[:k]}
 
     # ----------------------------------------------------------- persistence
     def snapshot(self) -> dict[str, Any]:
@@ -275,6 +343,9 @@ class AbuseState:
             },
             "reported_once": sorted(self.reported_once),
             "param_hosts": self.param_hosts,
+            "client_stats": {c: b.dump() for c, b in self.client_stats.items()},
+            "bodies": self.bodies,
+            "body_fields": [[ep, f, n] for (ep, f), n in self.body_fields.items()],
         }
 
     def restore(self, data: Any) -> None:
@@ -309,3 +380,14 @@ class AbuseState:
         self.param_hosts = {
             str(k): {str(h): int(n) for h, n in v.items()} for k, v in (data.get("param_hosts") or {}).items()
         }
+        self.client_stats = {str(c): ClientBaseline.load(v) for c, v in (data.get("client_stats") or {}).items()}
+        self.bodies = {str(k): int(v) for k, v in (data.get("bodies") or {}).items()}
+        self.body_fields = {(str(ep), str(f)): int(n) for ep, f, n in (data.get("body_fields") or ())}
+
+
+def _route_last(r: RouteAccess) -> int:
+    """When a route was last read or written."""
+    last = max(r.readers.values(), default=r.first_ns)
+    for cs in r.writers.values():
+        last = max(last, max(cs.values(), default=0))
+    return last

@@ -6,6 +6,7 @@ objects whose path names another principal."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from enrichers.abuse import rules
 from enrichers.abuse.baselines import AbuseState
@@ -61,6 +62,61 @@ def on_window(
             trace_ids=w.traces(pos),
         )
     return flagged
+
+
+def on_horizon(h: pd.DataFrame, sink: FindingSink, s: AbuseSettings, eps: dict[str, EndpointRef]) -> None:
+    """Slow enumeration: over the per-client horizon (see :class:`~enrichers.abuse.windows.Horizon`),
+    one client touching many distinct ids of a parameterised route with a high
+    denied share, or walking a private route's ids in sequence."""
+    oids = h["oid"].to_numpy()
+    has = oids != ""
+    if not has.any():
+        return
+    oids = oids[has]
+    ep_c, ep_u = pd.factorize(h["ep"].to_numpy()[has])
+    cl_c, cl_u = pd.factorize(h["client"].to_numpy()[has])
+    oid_c, oid_u = pd.factorize(oids)
+    nc, noid = len(cl_u), len(oid_u)
+    pair_c, pair_u = pd.factorize(ep_c.astype(np.int64) * nc + cl_c)
+    distinct = np.unique(pair_c.astype(np.int64) * noid + oid_c)
+    ids = np.bincount(distinct // noid, minlength=len(pair_u))
+    cand = np.flatnonzero(ids >= s.horizon_min_distinct_ids)
+    if not len(cand):
+        return
+    ts = h["ts"].to_numpy()[has]
+    n_all = np.bincount(pair_c, minlength=len(pair_u))
+    denied_all = np.bincount(pair_c, weights=h["denied"].to_numpy()[has], minlength=len(pair_u))
+    minutes = s.horizon_seconds / 60
+    for p in cand.tolist():
+        key, client = str(ep_u[pair_u[p] // nc]), str(cl_u[pair_u[p] % nc])
+        ref = eps.get(key)
+        if ref is None or not ref.info.parameterised:
+            continue
+        pos = np.flatnonzero(pair_c == p)
+        n = int(n_all[p])
+        denied = float(denied_all[p]) / max(n, 1)
+        # Each distinct id once, at its first request: repeated reads of the client's own
+        # objects between the steps of a walk do not hide it.
+        o, t = oid_c[pos], ts[pos]
+        order = np.lexsort((t, o))
+        first = order[np.concatenate(([True], o[order][1:] != o[order][:-1]))]
+        seq = sequential_share(oids[pos][first], t[first])
+        if denied < s.bola_min_denied_share and not (ref.info.private and seq >= s.bola_sequential_share):
+            continue
+        reasons = []
+        if denied >= s.bola_min_denied_share:
+            reasons.append(f"{denied:.0%} denied or not found")
+        if seq >= s.bola_sequential_share:
+            reasons.append("sequential id walk")
+        sink.hit(
+            rules.BOLA_ENUM, ref.subject(client), first_ns=int(t.min()), last_ns=int(t.max()),
+            count=n, confidence=min(0.95, 0.55 + 0.2 * len(reasons)),
+            explanation=f"{client} touched {int(ids[p])} distinct ids on {ref.route} within {minutes:g} min ("
+            + ", ".join(reasons) + ")",
+            evidence={"distinct_object_ids": int(ids[p]), "denied_or_not_found_share": round(denied, 3),
+                      "sequential_share": round(seq, 3), "horizon_seconds": s.horizon_seconds,
+                      "threshold": s.horizon_min_distinct_ids},
+        )
 
 
 def sequential_share(oids: np.ndarray, ts: np.ndarray) -> float:

@@ -2,14 +2,16 @@
 
 Per span it does only cheap work: resolve the endpoint (published by the
 inventory enricher, else a marked fallback), identify the client, append one
-lightweight row to the open window, and run the signature checks whose
+lightweight row to the open sub-window, and run the signature checks whose
 preconditions the span meets (a query string, an error, captured headers or
 bodies, ...). Rate, enumeration and anomaly detections run once per closed
-window over a pandas aggregation (:mod:`enrichers.abuse.windows`).
+sub-window (half a window) over a pandas aggregation of the last full window,
+i.e. on a window that slides by half its length (:mod:`enrichers.abuse.windows`);
+slow enumeration and flow abuse are judged over a longer per-client horizon.
 
-Time is span time, never the wall clock: a window closes when spans at least
+Time is span time, never the wall clock: a sub-window closes when spans at least
 ``lateness_seconds`` past its end have arrived, so a replay of a recording
-finds exactly what live traffic found. :meth:`tick` closes windows when live
+finds exactly what live traffic found. :meth:`tick` closes sub-windows when live
 traffic goes quiet, :meth:`flush` closes them all (end of a replay).
 """
 
@@ -21,7 +23,10 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from agent.model import Finding, NodeKind, Span, SpanKind
+import numpy as np
+
+from agent.config import internal_hosts
+from agent.model import Finding, NodeKind, Severity, Span, SpanKind, Subject
 from enrichers.abuse import (
     anomalies,
     authn,
@@ -37,13 +42,13 @@ from enrichers.abuse import (
 )
 from enrichers.abuse.baselines import AbuseState
 from enrichers.abuse.context import EndpointRef, Request
-from enrichers.abuse.findings import FindingSink
+from enrichers.abuse.findings import FindingSink, Rule
 from enrichers.abuse.identity import NOBODY, Identifier
-from enrichers.abuse.properties import WRITE_METHODS, MassAssignmentCheck
+from enrichers.abuse.properties import WRITE_METHODS, check_mass_assignment
 from enrichers.abuse.routes import RouteInfo, object_id, path_user, route_info, template_path
 from enrichers.abuse.rows import CHUNK, Rows
 from enrichers.abuse.settings import AbuseSettings
-from enrichers.abuse.windows import build_frame, update_baselines
+from enrichers.abuse.windows import WindowFrame, build_frame, update_baselines
 from enrichers.base import Enricher
 
 if TYPE_CHECKING:
@@ -53,7 +58,6 @@ PART = "abuse"
 _SERVER_KINDS = frozenset({SpanKind.SERVER, SpanKind.UNSPECIFIED})
 _OUT_KINDS = frozenset({SpanKind.CLIENT, SpanKind.PRODUCER})
 _CALLER_KINDS = frozenset({NodeKind.SERVICE, NodeKind.FUNCTION})
-_DEFAULT_INTERNAL = (".local", ".internal", ".svc", ".cluster.local", "localhost")
 _EDGE_INFO = route_info("")
 #: One scan of the raw query string that every query-string check needs to match before
 #: the string is parsed: credential, URL/host and page-size parameter names, URL values,
@@ -61,7 +65,8 @@ _EDGE_INFO = route_info("")
 _SUSPICIOUS_QUERY = re.compile(
     r"(?:^|&)(?:" + authn.CRED_PARAM_NAMES + "|" + "|".join(sorted(ssrf.HOST_PARAMS)) + r")="
     r"|=(?:\s|\+|%20)*(?:(?:https?|ftp|gopher|file)(?::|%3a)|//|%2f%2f)"
-    r"|['\x3b{<$]|%27|%3b|%7b|%24|%3c|%[4-7][0-9a-f]|\.\.|%2e|union|sleep|benchmark|waitfor",
+    r"|['\x3b{<$]|%27|%3b|%7b|%24|%3c|%[4-7][0-9a-f]|\.\.|%2e|union|sleep|benchmark|waitfor"
+    r"|(?:\s|\+|%20)(?:or|and)(?:\s|\+|%20)+\d",  # unquoted numeric tautologies: id=1 OR 1=1
     re.I,
 )
 
@@ -78,12 +83,14 @@ class AbuseEnricher(Enricher):
     def __init__(self, config: Any = None) -> None:
         section = config.section("abuse") if config is not None and hasattr(config, "section") else {}
         self.settings = AbuseSettings.from_section(section)
-        self.internal_domains = tuple(getattr(config, "internal_domains", None) or _DEFAULT_INTERNAL)
+        self.internal_domains = tuple(internal_hosts(config)[0])
         self._eps: dict[str, EndpointRef] = {}
         self._infos: dict[str, RouteInfo] = {}
         self._identifier: Identifier | None = None
         self._foreign = bola.ForeignObjectTracker()
-        self._mass = MassAssignmentCheck()
+        #: (rule, subject) -> last request time a window finding already counted (so
+        #: the overlapping halves of sliding windows are counted once); bounded.
+        self._counted: dict[tuple[str, Subject], int] = {}
         self._refs: dict[tuple[str, str, str], EndpointRef] = {}
         # Page sizes above the limit have at least as many digits as limit + 1.
         digits = len(str(self.settings.max_page_size + 1))
@@ -144,21 +151,21 @@ class AbuseEnricher(Enricher):
         self._edges.clear()
 
     def _rows(self, st: AbuseState, ts: int) -> tuple[Rows, int, int]:
-        """The open window for span time ``ts`` and the span-time range it takes without
-        another lookup. Late spans (of windows already closed) are counted in the oldest
-        open window, so that window's range starts at the smallest integer."""
-        wn = self.settings.window_ns
-        win = ts // wn
+        """The open sub-window for span time ``ts`` and the span-time range it takes without
+        another lookup. Late spans (of sub-windows already closed) are counted in the oldest
+        open one, so that sub-window's range starts at the smallest integer."""
+        hop = self.settings.hop_ns
+        win = ts // hop
         first = st.closed_upto + 1
         if win <= first:
             win = first
             lo = -(2**63)
         else:
-            lo = win * wn
+            lo = win * hop
         rows = st.rows.get(win)
         if rows is None:
             rows = st.rows[win] = Rows()
-        return rows, lo, (win + 1) * wn
+        return rows, lo, (win + 1) * hop
 
     # ------------------------------------------------------------------ process
     def process(self, batch: Sequence[Span], state: State) -> Iterable[Finding]:  # noqa: C901 - the hot loop, inlined
@@ -285,7 +292,7 @@ class AbuseEnricher(Enricher):
                 misconfig.check_plaintext(req, sink)
             if http.request_body and http.method in WRITE_METHODS:
                 req = req or Request(span, http, ref, who, ts, status)
-                self._mass.check(req, sink)
+                check_mass_assignment(req, st, sink)
             if size is not None and size >= large:
                 req = req or Request(span, http, ref, who, ts, status)
                 resources.check_size(req, st, sink, s)
@@ -297,15 +304,15 @@ class AbuseEnricher(Enricher):
             if info.admin and not info.debug:
                 req = req or Request(span, http, ref, who, ts, status)
                 function_authz.check_admin(req, st, sink, s)
-            if info.params:
-                if ref.method in function_authz.READ_METHODS:
-                    ra = route_of.get(ref)
-                    if ra is None:
-                        ra = function_authz.route_access(st, ref, ts)
-                    ra.readers[who.client] = ts
-                elif ref.method in function_authz.ESCALATION_METHODS:
-                    req = req or Request(span, http, ref, who, ts, status)
-                    function_authz.check_methods(req, st, sink, s)
+            # Readers and writers of every route (parameterised or not).
+            if ref.method in function_authz.READ_METHODS:
+                ra = route_of.get(ref)
+                if ra is None:
+                    ra = function_authz.route_access(st, ref, ts)
+                ra.readers[who.client] = ts
+            elif ref.method in function_authz.ESCALATION_METHODS:
+                req = req or Request(span, http, ref, who, ts, status)
+                function_authz.check_methods(req, st, sink, s)
             if info.version:
                 vs = versions_of.get(ref)
                 if vs is None:
@@ -337,40 +344,91 @@ class AbuseEnricher(Enricher):
 
     # ------------------------------------------------------------------ windows
     def _close(self, st: AbuseState, sink: FindingSink, cutoff_ns: int | None) -> None:
-        """Close every window that ends at or before ``cutoff_ns`` (all if None)."""
-        if not st.rows:
-            return
-        wn = self.settings.window_ns
-        last = None if cutoff_ns is None else cutoff_ns // wn - 1
-        for idx in sorted(st.rows):
-            if last is not None and idx > last:
-                break
-            rows = st.rows.pop(idx)
-            st.closed_upto = max(st.closed_upto, idx)
-            if len(rows):
-                self._window(idx, rows, st, sink)
+        """Close every sub-window that ends at or before ``cutoff_ns`` (all if None)."""
+        if st.rows:
+            hop = self.settings.hop_ns
+            last = None if cutoff_ns is None else cutoff_ns // hop - 1
+            for idx in sorted(st.rows):
+                if last is not None and idx > last:
+                    break
+                rows = st.rows.pop(idx)
+                st.closed_upto = max(st.closed_upto, idx)
+                if len(rows):
+                    self._subwindow(idx, rows, st, sink)
+        if cutoff_ns is None and st.prev is not None:
+            # Nothing follows (end of a replay, traffic quiet): fold what is not folded yet.
+            self._fold_alone(st)
+            st.prev = None
 
-    def _window(self, idx: int, rows: Rows, st: AbuseState, sink: FindingSink) -> None:
+    def _fold_alone(self, st: AbuseState) -> None:
+        """Fold the previous sub-window into the baselines on its own (its partner of the
+        aligned pair never came)."""
+        prev = st.prev
+        if prev is not None and not prev[2]:
+            hop = self.settings.hop_ns
+            update_baselines(build_frame(prev[0], prev[0] * hop, prev[0] * hop, (prev[0] + 1) * hop,
+                                         Rows.joined([prev[1]])), st)
+            st.prev = (prev[0], prev[1], True)
+
+    def _subwindow(self, idx: int, rows: Rows, st: AbuseState, sink: FindingSink) -> None:
+        """Evaluate the window that ends with sub-window ``idx`` (it and the one before)."""
         s = self.settings
-        w = build_frame(idx, s.window_ns, rows)
+        hop = s.hop_ns
+        prev = st.prev
+        if prev is not None and prev[0] != idx - 1:
+            self._fold_alone(st)
+            prev = None
+        if prev is not None:
+            w = build_frame(idx, prev[0] * hop, idx * hop, (idx + 1) * hop, Rows.joined([prev[1], rows]))
+        else:
+            w = build_frame(idx, idx * hop, idx * hop, (idx + 1) * hop, rows)
         eps = self._eps
         for key, tmin in zip(w.ep.index, w.ep["tmin"].to_numpy(), strict=True):
             if key not in st.endpoints and key in eps:
                 ref = eps[key]
                 st.endpoint(key, ref.service, ref.method, ref.route or ref.edge_server, int(tmin))
-        skip = bola.on_window(w, st, sink, s, eps)
-        floods.on_window(w, st, sink, s, eps, skip)
-        authn.on_window(w, st, sink, s, eps)
-        business_flows.on_window(w, sink, s, eps)
-        anomalies.on_window(w, st, sink, s, eps)
-        update_baselines(w, st)
+        ws = _CountOnce(sink, self._counted)
+        skip = bola.on_window(w, st, ws, s, eps)
+        floods.on_window(w, st, ws, s, eps, skip)
+        floods.client_history(w, st, ws, s, eps, skip)
+        authn.on_window(w, st, ws, s, eps)
+        business_flows.on_window(w, ws, s, eps)
+        anomalies.on_window(w, st, ws, s, eps)
+        self._horizon(w, st, ws)
+        # Baselines learn from the aligned pairs (2k, 2k+1) only: every row once.
+        folded = idx % 2 == 1
+        if folded:
+            update_baselines(w, st)
+        st.prev = (idx, rows, folded)
         cc = w.cc
         st.clients.update(zip(cc.index, cc["tmax"].tolist(), strict=True))
         self._foreign.clear()
         st.windows_closed += 1
         st.traces.expire(w.end_ns)
-        if st.windows_closed % 30 == 0:
+        if (
+            st.windows_closed % 30 == 0
+            or len(st.endpoints) > 2 * s.max_endpoints
+            or len(st.routes) > 2 * s.max_routes
+        ):
             st.decay(w.end_ns)
+        if len(self._counted) > 50_000:
+            self._counted.clear()
+
+    def _horizon(self, w: WindowFrame, st: AbuseState, sink: FindingSink) -> None:
+        """Keep the sub-window's requests of parameterised and flow routes; judge the
+        per-client horizon every ``horizon_hop_seconds``."""
+        s = self.settings
+        eps = self._eps
+        keep = np.fromiter(
+            ((r := eps.get(k)) is not None and (r.info.parameterised or bool(r.info.flow)) for k in w.ep.index),
+            dtype=bool, count=len(w.ep),
+        )
+        if keep.any():
+            st.horizon.add(w, keep, s)
+        if st.horizon.due(w.end_ns, s):
+            h = st.horizon.frame()
+            bola.on_horizon(h, sink, s, eps)
+            business_flows.on_horizon(h, sink, s, eps)
 
     # ------------------------------------------------------------------ ticks
     def tick(self, now_ns: int, state: State) -> Iterable[Finding]:
@@ -396,3 +454,25 @@ class AbuseEnricher(Enricher):
         return sink.drain()
 
 
+
+
+class _CountOnce(FindingSink):
+    """Window detections' sink: passes hits to ``out`` and counts only requests after
+    the last one an earlier window already counted for the same rule and subject
+    (sliding windows overlap by half). Which requests of a hit's time range are new is
+    estimated from the time range, at the hit's average rate."""
+
+    def __init__(self, out: FindingSink, counted: dict[tuple[str, Subject], int]) -> None:
+        super().__init__()
+        self.out = out
+        self.counted = counted
+
+    def hit(self, rule: Rule, subject: Subject, *, first_ns: int, last_ns: int | None = None, count: int = 1,
+            severity: Severity | None = None, **kw: Any) -> None:
+        last = first_ns if last_ns is None else last_ns
+        key = (rule.id, subject)
+        done = self.counted.get(key)
+        if done is not None and done >= first_ns:
+            count = 0 if done >= last else round(count * (last - done) / (last - first_ns))
+        self.counted[key] = last if done is None else max(done, last)
+        self.out.hit(rule, subject, first_ns=first_ns, last_ns=last, count=count, severity=severity, **kw)

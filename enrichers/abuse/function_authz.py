@@ -9,11 +9,36 @@ from enrichers.abuse import rules
 from enrichers.abuse.baselines import AbuseState, AdminAccess, RouteAccess
 from enrichers.abuse.context import EndpointRef, Request
 from enrichers.abuse.findings import FindingSink
-from enrichers.abuse.identity import ua_class
 from enrichers.abuse.settings import AbuseSettings
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ESCALATION_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
+
+
+#: User-agent classes of automation (see :func:`enrichers.abuse.identity.ua_class`).
+_AUTOMATION = frozenset({"tool", "scanner", "headless"})
+
+
+def _internal_only(route: str) -> bool:
+    """``/internal/...`` or ``/_x/...``: routes meant for the organisation's own callers."""
+    return any(seg == "internal" or (seg.startswith("_") and len(seg) > 1) for seg in route.lower().split("/"))
+
+
+def cold_suspect(req: Request) -> str:
+    """Why a first caller of an admin route without a warmed-up history is not learned as
+    one of its usual callers ("" = learn it): a client from outside the organisation that
+    is automation, unauthenticated, or public on an internal-only route. Internal callers
+    (services, private addresses) are learned."""
+    who = req.who
+    if who.internal:
+        return ""
+    if who.uac in _AUTOMATION:
+        return f"{who.uac} user agent"
+    if who.has_credentials is False:
+        return "no credentials"
+    if who.public and _internal_only(req.ep.route):
+        return "public address on an internal route"
+    return ""
 
 
 def check_admin(req: Request, st: AbuseState, sink: FindingSink, s: AbuseSettings) -> None:
@@ -25,17 +50,26 @@ def check_admin(req: Request, st: AbuseState, sink: FindingSink, s: AbuseSetting
     client = req.client
     known = client in a.callers
     warm = a.total > s.admin_min_calls and req.ts - a.first_ns >= s.warmup_seconds * 1e9
-    if (not known and warm) or client in a.flagged:
-        if ua_class(req.http.user_agent) == "probe":
+    reason = ""
+    if not known and not warm:
+        # No history to compare with yet: learn insiders, but never learn an outsider.
+        reason = cold_suspect(req)
+    if (not known and warm) or reason or client in a.flagged:
+        if req.who.uac == "probe":
             return
         a.flagged.add(client)
         ok = 200 <= req.status < 400
+        evidence: dict[str, object] = {"usual_callers": len(a.callers), "status": req.status, "calls_seen": a.total}
+        if reason:
+            evidence["warming_up"] = True
+            evidence["reason"] = reason
         sink.hit(
-            rules.ADMIN_CALLER, ep.subject(client), first_ns=req.ts, confidence=0.8 if ok else 0.6,
+            rules.ADMIN_CALLER, ep.subject(client), first_ns=req.ts,
+            confidence=(0.8 if ok else 0.6) - (0.1 if reason else 0.0),
             severity=Severity.HIGH if ok else Severity.MEDIUM,
-            explanation=f"{client} called {ep.method} {ep.route} ({req.status}); it has {len(a.callers)} usual callers",
-            evidence={"usual_callers": len(a.callers), "status": req.status, "calls_seen": a.total},
-            trace_ids=(req.span.trace_id,), span_ids=(req.span.span_id,),
+            explanation=f"{client} called {ep.method} {ep.route} ({req.status}); it has {len(a.callers)} usual callers"
+            + (f" (no history yet; {reason})" if reason else ""),
+            evidence=evidence, trace_ids=(req.span.trace_id,), span_ids=(req.span.span_id,),
         )
         return
     a.callers[client] = req.ts

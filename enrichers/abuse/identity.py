@@ -46,12 +46,16 @@ class Principal:
     principal: str
     has_credentials: bool | None
     token_hash: str
-    #: :func:`ua_class` of the user agent.
+    #: :func:`ua_class` of the user agent, except that a ``tool`` agent of an internal caller
+    #: (a service, or a private address) is ``service``: service-to-service clients, not
+    #: automation pointed at the API from outside.
     uac: str = "none"
     #: ``has_credentials`` as a row value: 1, 0, or -1 when no headers were captured.
     auth: int = -1
     #: The client address is a public one.
     public: bool = False
+    #: The caller is a known service or the client address is a private one.
+    internal: bool = False
 
 
 #: The "client" of an outbound call's row (edges have no client).
@@ -64,7 +68,8 @@ def keyed_hash(secret: bytes, value: str, n: int = 12) -> str:
 
 @lru_cache(maxsize=4096)
 def ua_class(ua: str) -> str:
-    """``browser``, ``headless``, ``scanner``, ``tool``, ``probe``, ``other`` or ``none``."""
+    """``browser``, ``headless``, ``scanner``, ``tool``, ``probe``, ``other`` or ``none``
+    (a :class:`Principal` refines ``tool`` to ``service`` for internal callers)."""
     if not ua:
         return "none"
     u = ua.lower()
@@ -84,6 +89,24 @@ def ua_class(ua: str) -> str:
 _PRIVATE_PREFIXES = ("10.", "192.168.", "127.", "169.254.", "::1", "fc", "fd", "fe80") + tuple(
     f"172.{i}." for i in range(16, 32)
 )
+
+
+_INTERNAL_NETS = tuple(
+    ipaddress.ip_network(n)
+    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16",
+              "::1/128", "fc00::/7", "fe80::/10")
+)
+
+
+@lru_cache(maxsize=65536)
+def is_internal_ip(addr: str) -> bool:
+    """A private, loopback or link-local address (inside the organisation's network).
+    Documentation and other special ranges are neither internal nor public."""
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    return any(ip in n for n in _INTERNAL_NETS)
 
 
 @lru_cache(maxsize=65536)
@@ -211,8 +234,12 @@ class Identifier:
             client = "ua:" + keyed_hash(self.secret, http.user_agent, 8)
         else:
             client = "anonymous"
+        internal = bool(caller) or is_internal_ip(http.client_address)
+        uac = ua_class(http.user_agent)
+        if uac == "tool" and internal:
+            uac = "service"
         return Principal(
             client=client, principal=principal, has_credentials=has, token_hash=token_hash,
-            uac=ua_class(http.user_agent), auth=-1 if has is None else int(has),
-            public=is_public_ip(http.client_address),
+            uac=uac, auth=-1 if has is None else int(has),
+            public=is_public_ip(http.client_address), internal=internal,
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+from agent.model import Severity
 from enrichers.abuse import rules
 from enrichers.abuse.baselines import AbuseState
 from enrichers.abuse.context import Request
@@ -55,13 +56,26 @@ def check_error(req: Request, sink: FindingSink) -> None:
     )
 
 
+#: Health and readiness checks: meant to answer anyone (load balancers, orchestrators).
+_HEALTH = re.compile(r"(^|/)(actuator/health|healthz|readyz|livez)(/|$)", re.I)
+
+
 def check_debug(req: Request, sink: FindingSink) -> None:
     if not (200 <= req.status < 400):
         return
+    path = req.http.path or req.ep.route
+    if ".." not in path and (_HEALTH.search(path) or _HEALTH.search(req.ep.route)):
+        return
+    who = req.who
+    if who.uac == "probe" and not who.public:
+        return  # an orchestrator's or load balancer's probe (a public "probe" may be spoofed)
+    # Certain exposure: a client on the internet got the management endpoint's content.
+    exposed = who.public and 200 <= req.status < 300
     sink.hit(
-        rules.DEBUG_ENDPOINT, req.ep.subject(), first_ns=req.ts, confidence=0.9,
-        explanation=f"{req.ep.method} {req.http.path or req.ep.route} answered {req.status}",
-        evidence={"status": req.status, "last_client": req.client},
+        rules.DEBUG_ENDPOINT, req.ep.subject(), first_ns=req.ts, confidence=0.9 if exposed else 0.7,
+        severity=Severity.HIGH if exposed else Severity.MEDIUM,
+        explanation=f"{req.ep.method} {path} answered {req.status}" + (" to a public client" if exposed else ""),
+        evidence={"status": req.status, "last_client": req.client, "public_client": who.public},
         trace_ids=(req.span.trace_id,), span_ids=(req.span.span_id,),
     )
 

@@ -99,6 +99,17 @@ class Rows:
             self.ts, self.end, self.ep, self.who = [], [], [], []
             self.status, self.size, self.oid, self.trace = [], [], [], []
 
+    @classmethod
+    def joined(cls, parts: list[Rows]) -> Rows:
+        """The rows of several (closed) sub-windows as one window: their compacted
+        chunks are shared, not copied."""
+        out = cls()
+        for r in parts:
+            r.compact()
+            out.chunks.extend(r.chunks)
+            out.compacted += r.compacted
+        return out
+
     def frame(self) -> pd.DataFrame:
         """All the window's requests as one DataFrame (see :data:`COLUMNS`); sets :attr:`codes`."""
         self.compact()

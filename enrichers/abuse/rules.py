@@ -27,6 +27,10 @@ HEADLESS = Rule(
     "abuse.headless_client", "Headless browser or attack tool as client", "API6:2023", M,
     "Challenge or block automation on user-facing flows (bot management, device attestation).",
 )
+AUTOMATED_CLIENT = Rule(
+    "abuse.automated_client", "Non-browser tool client on a user-facing endpoint", "API6:2023", L,
+    "Check whether this automation is sanctioned; give integrations API keys and rate-limit the rest.",
+)
 METRONOME = Rule(
     "abuse.metronome_client", "Client with machine-regular request cadence", "API6:2023", M,
     "Check whether this client is an unsanctioned automation; rate-limit or challenge it.",
@@ -135,7 +139,7 @@ INJECTION_DB = Rule(
 )
 
 ALL = (
-    ENDPOINT_FLOOD, CLIENT_SPIKE, NO_RATE_LIMIT, HEADLESS, METRONOME, SCRAPING, BOLA_ENUM, BOLA_FOREIGN,
+    ENDPOINT_FLOOD, CLIENT_SPIKE, NO_RATE_LIMIT, HEADLESS, AUTOMATED_CLIENT, METRONOME, SCRAPING, BOLA_ENUM, BOLA_FOREIGN,
     STUFFING, CREDS_IN_URL, MISSING_CREDS, MASS_ASSIGNMENT, LARGE_RESPONSE, PAGE_SIZE, LATENCY,
     ERROR_RATE, ADMIN_CALLER, ESCALATION, FLOW_BURST, SSRF, ERROR_DISCLOSURE, DEBUG_ENDPOINT, CORS,
     SECURITY_HEADERS, PLAINTEXT_EDGE, OLD_VERSION, PLAINTEXT_THIRD_PARTY, INJECTION_DB,

@@ -23,6 +23,8 @@ class AbuseSettingsError(ValueError):
 class AbuseSettings:
     """Window sizes, warm-up and thresholds. Times are seconds of span time."""
 
+    #: Detection windows slide: every ``window_seconds / 2`` (a hop) the last
+    #: ``window_seconds`` are evaluated, so a burst is judged whole wherever it falls.
     window_seconds: float = 10.0
     lateness_seconds: float = 2.0
     warmup_seconds: float = 120.0
@@ -59,6 +61,24 @@ class AbuseSettings:
     max_page_size: int = 1000
     #: Business-flow bursts of one client in one window.
     flow_burst_min: int = 10
+    #: Slow attacks: per client and endpoint over the last ``horizon_seconds`` (evaluated
+    #: every ``horizon_hop_seconds``): distinct object ids of an enumeration, and flow
+    #: requests of an automated client. The horizon keeps at most ``max_horizon_rows``
+    #: (distinct per client, endpoint and object per hop); under heavier traffic it is shorter.
+    horizon_seconds: float = 300.0
+    horizon_hop_seconds: float = 30.0
+    horizon_min_distinct_ids: int = 60
+    horizon_flow_min: int = 30
+    max_horizon_rows: int = 200_000
+    #: Per-client baselines (top-K by recency): a client far above its own usual
+    #: request count per window (``client_own_ratio`` x its usual plus deviations,
+    #: at least ``client_spike_min``) or error share, after ``client_warmup_windows``
+    #: windows in which it was active.
+    max_client_baselines: int = 10_000
+    client_warmup_windows: int = 6
+    client_own_ratio: float = 10.0
+    client_error_share_min: float = 0.5
+    client_error_min_requests: int = 30
     #: Function-level authorization.
     admin_min_calls: int = 20
     escalation_writer_share: float = 0.1
@@ -72,6 +92,11 @@ class AbuseSettings:
     #: Bounded state.
     max_clients_per_endpoint: int = 200
     max_clients: int = 50_000
+    #: Endpoint baselines and route access records kept (the most recently seen); idle
+    #: ones are dropped after ``idle_endpoint_seconds``.
+    max_endpoints: int = 5_000
+    max_routes: int = 5_000
+    idle_endpoint_seconds: float = 7 * 86400.0
     idle_client_seconds: float = 3600.0
     trace_ttl_seconds: float = 120.0
     max_traces: int = 50_000
@@ -104,3 +129,8 @@ class AbuseSettings:
     @property
     def window_ns(self) -> int:
         return int(self.window_seconds * 1e9)
+
+    @property
+    def hop_ns(self) -> int:
+        """Length of a sub-window: windows are evaluated every hop over two sub-windows."""
+        return self.window_ns // 2

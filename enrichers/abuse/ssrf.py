@@ -50,18 +50,43 @@ def is_internal_host(host: str) -> bool:
     return not ip.is_global
 
 
-def _unusual_host(st: AbuseState, ep_key: str, host: str) -> bool:
-    """True for an external host this endpoint has not been asked to fetch before (after warm-up)."""
+#: Hosts an endpoint must have been asked for in URL parameters before a new one is unusual.
+WARM_PARAM_HOSTS = 50
+#: Mark in :attr:`TraceFacts.matched` of a parameter named while its endpoint had no history.
+_WARMUP_MARK = "ssrf-warmup:"
+_AUTOMATION = frozenset({"tool", "scanner", "headless"})
+
+
+def _host_verdict(st: AbuseState, ep_key: str, host: str) -> str:
+    """For an external host named in a URL parameter of ``ep_key``: ``usual`` (asked for
+    before, or the state is full), ``unusual`` (new after warm-up) or ``warming`` (new, and
+    the endpoint has not yet been asked for enough hosts to tell what is usual)."""
     hosts = st.param_hosts.get(ep_key)
     if hosts is None:
         if len(st.param_hosts) > 10_000:
-            return False
+            return "usual"
         hosts = st.param_hosts[ep_key] = {}
     seen = hosts.get(host, 0)
     total = sum(hosts.values())
     if len(hosts) < 1000 or seen:
         hosts[host] = seen + 1
-    return seen == 0 and total >= 50
+    if seen:
+        return "usual"
+    return "unusual" if total >= WARM_PARAM_HOSTS else "warming"
+
+
+def _suspect_requester(req: Request, host: str) -> bool:
+    """During warm-up, whether a new external host is still worth a (low-confidence)
+    finding: asked for by automation or without credentials, or named by IP address.
+    Authenticated users of a cold URL-fetching endpoint get the benefit of the doubt."""
+    who = req.who
+    if who.uac in _AUTOMATION or who.has_credentials is not True:
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def outbound_host(span: Span) -> str:
@@ -82,14 +107,22 @@ def on_request(req: Request, st: AbuseState, sink: FindingSink) -> None:
         host = param_host(name, value)
         if not host:
             continue
-        if not is_internal_host(host) and not _unusual_host(st, req.ep.key, host):
-            continue  # a URL-fetching feature fetching what it always fetches
+        warming = False
+        if not is_internal_host(host):
+            verdict = _host_verdict(st, req.ep.key, host)
+            if verdict == "usual":
+                continue  # a URL-fetching feature fetching what it always fetches
+            warming = verdict == "warming"
+            if warming and not _suspect_requester(req, host):
+                continue
         span = req.span
         facts = st.traces.facts(span.trace_id, req.ts)
         if len(facts.url_params) < 8:
             facts.url_params.append(
                 (req.ep.service, host, name, span.span_id, req.client, req.ep.method, req.ep.route)
             )
+            if warming:
+                facts.matched.add(_WARMUP_MARK + span.span_id)
         match(span.trace_id, facts, sink, req.ts)
 
 
@@ -109,10 +142,13 @@ def match(trace_id: str, facts: TraceFacts, sink: FindingSink, ts: int) -> None:
                 continue
             facts.matched.add(mark)
             internal = is_internal_host(host)
+            warming = not internal and _WARMUP_MARK + sid in facts.matched
             sink.hit(
                 rules.SSRF, Subject(service=svc, method=method, route=route, client=client), first_ns=ts,
-                confidence=0.9 if internal else 0.75, severity=Severity.CRITICAL if internal else None,
-                explanation=f"parameter {name!r} named {host}, and {svc} then called {host} in the same trace",
-                evidence={"parameter": name, "host": host, "internal_host": internal},
+                confidence=0.9 if internal else 0.5 if warming else 0.75,
+                severity=Severity.CRITICAL if internal else Severity.MEDIUM if warming else None,
+                explanation=f"parameter {name!r} named {host}, and {svc} then called {host} in the same trace"
+                + (" (the endpoint has no history of the hosts it is asked for yet)" if warming else ""),
+                evidence={"parameter": name, "host": host, "internal_host": internal, "endpoint_warming_up": warming},
                 trace_ids=(trace_id,), span_ids=(sid, osid),
             )

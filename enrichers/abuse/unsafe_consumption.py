@@ -16,10 +16,14 @@ from enrichers.abuse.traces import TraceFacts
 
 _INJECTION = re.compile(
     r"('\s*(or|and)\s+'?[\w]+'?\s*=\s*'?[\w]+|'\s*(or|and)\s+\d+\s*=\s*\d+|\bunion\b(\s|/\*.*?\*/)+(all\s+)?select\b"
-    r"|;\s*(drop|delete|insert|update|shutdown)\s|'\s*(--|#|/\*)|\bsleep\s*\(\s*\d+\s*\)|\bbenchmark\s*\("
+    r"|\b\d+\s+(or|and)\s+\d+\s*(=|<>|!=|>=?|<=?)\s*\d+"  # unquoted numeric tautology: 1 OR 1=1, 1 or 2>1
+    r"|;\s*(drop|delete|insert|update|shutdown)\s|'\s*(--|#|/\*)|\b(pg_)?sleep\s*\(\s*\d+\s*\)|\bbenchmark\s*\("
     r"|\bwaitfor\s+delay\b|\.\./\.\./|\{\{[^}]{1,40}\}\}|\$\{[^}]{1,40}\}|<%=)",
     re.I,
 )
+#: What a statement must contain to be worth the full signature scan (most statements do
+#: not: parameterised queries carry no literals).
+_STATEMENT_PREFILTER = re.compile(r"['{;]|\.\.|<%|union|sleep|benchmark|waitfor|\s(?:or|and)\s+\d", re.I)
 _KINDS = (
     ("union_select", re.compile(r"union", re.I)),
     ("stacked_query", re.compile(r";", re.I)),
@@ -61,9 +65,7 @@ def on_db(span: Span, st: AbuseState, sink: FindingSink) -> None:
     if db is None or not db.statement:
         return
     stmt = db.statement
-    if "'" not in stmt and "union" not in stmt.lower() and ".." not in stmt and "{" not in stmt:
-        return
-    if not _INJECTION.search(stmt):
+    if not _STATEMENT_PREFILTER.search(stmt) or not _INJECTION.search(stmt):
         return
     facts = st.traces.facts(span.trace_id, span.start_ns)
     if len(facts.statements) < 16:

@@ -1,9 +1,23 @@
-"""Window statistics: one pandas aggregation per closed window, shared by every
+"""Window statistics: one pandas aggregation per evaluated window, shared by every
 window-based detection, then the baseline update.
+
+Windows slide: rows are collected per sub-window (half a window) and every
+closed sub-window is evaluated together with the one before it, so a burst
+is judged whole wherever it falls against a boundary. Baselines are updated
+only from the aligned pairs (sub-windows ``2k, 2k+1``), so every row is
+counted into them once.
 
 Detections compare a window with the baselines learned from the windows before
 it; the window then updates the baselines, clipped so an attack in progress
-does not teach the baseline that attacks are normal.
+does not teach the baseline that attacks are normal (windows that meet the
+flood thresholds do not feed the endpoint's peak, clients above the spike
+limit do not feed the per-client distributions).
+
+Slow attacks (an id walk of one request every few seconds) never fill a
+window: :class:`Horizon` keeps, per hop, the distinct (endpoint, client,
+object) requests of parameterised and business-flow routes over the last
+``horizon_seconds`` and aggregates them per client and endpoint once per
+``horizon_hop_seconds``.
 """
 
 from __future__ import annotations
@@ -15,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from enrichers.abuse.baselines import AbuseState, EndpointBaseline
+from enrichers.abuse.baselines import AbuseState, ClientBaseline, EndpointBaseline
 from enrichers.abuse.rows import Rows
 
 
@@ -66,9 +80,11 @@ class Positions:
 class WindowFrame:
     """The requests of one closed window and their aggregates."""
 
-    index: int
+    index: int  # the newest sub-window's index
     start_ns: int
     end_ns: int
+    #: Start of the newest sub-window (rows before it were evaluated in the previous window too).
+    mid_ns: int
     df: pd.DataFrame
     ep: pd.DataFrame  # index: ep
     cl: pd.DataFrame  # index: (ep, client)
@@ -76,6 +92,8 @@ class WindowFrame:
     cl_pos: Positions
     cc_pos: Positions
     ep_pos: Positions
+    #: Per row, the position of its endpoint in ``ep``'s index.
+    ep_code: np.ndarray
 
     def traces(self, positions: np.ndarray, n: int = 5) -> list[str]:
         col = self.df["trace"].to_numpy()
@@ -93,7 +111,6 @@ class WindowFrame:
         return [] if pos is None else self.traces(pos, n)
 
 
-_FLAGS = ["one", "err", "deny", "nf", "ok", "r429", "authy", "authn", "noauth_ok"]
 
 
 def _first_max(codes: np.ndarray, sec: np.ndarray, ngroups: int) -> np.ndarray:
@@ -122,7 +139,49 @@ def _cadence_cv(codes: np.ndarray, ts: np.ndarray, ngroups: int) -> tuple[np.nda
     return cv, order
 
 
-def build_frame(index: int, window_ns: int, rows: Rows) -> WindowFrame:
+def _group_stats(
+    codes: np.ndarray, ngroups: int, flags: dict[str, np.ndarray], ts: np.ndarray, size: np.ndarray | None,
+) -> dict[str, np.ndarray]:
+    """Per group (``codes`` cover 0..ngroups-1, every group non-empty): the row count
+    ``n``, the sum of each flag, first and last time and (with ``size``) the largest
+    response; numpy bincounts and reduceat, one pass each, no pandas groupby."""
+    out = {"n": np.bincount(codes, minlength=ngroups).astype(np.int64)}
+    for name, v in flags.items():
+        out[name] = np.bincount(codes, weights=v, minlength=ngroups).astype(np.int64)
+    if not len(codes):
+        empty = np.zeros(0, dtype=np.int64)
+        out.update(tmin=empty, tmax=empty)
+        if size is not None:
+            out["maxsize"] = empty
+        return out
+    order = np.argsort(codes, kind="stable")
+    starts = np.concatenate(([0], np.cumsum(out["n"])[:-1]))
+    t = ts[order]
+    out["tmin"] = np.minimum.reduceat(t, starts)
+    out["tmax"] = np.maximum.reduceat(t, starts)
+    if size is not None:
+        out["maxsize"] = np.maximum.reduceat(size[order], starts)
+    return out
+
+
+def _quantiles(codes: np.ndarray, ngroups: int, values: np.ndarray, qs: tuple[float, ...]) -> list[np.ndarray]:
+    """Per group, each quantile of ``values`` with linear interpolation (as pandas)."""
+    if not len(codes):
+        return [np.zeros(0) for _ in qs]
+    order = np.lexsort((values, codes))
+    v = values[order].astype(np.float64)
+    m = np.bincount(codes, minlength=ngroups)
+    starts = np.concatenate(([0], np.cumsum(m)[:-1]))
+    out = []
+    for q in qs:
+        pos = starts + q * (m - 1)
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.ceil(pos).astype(np.int64)
+        out.append(v[lo] + (v[hi] - v[lo]) * (pos - lo))
+    return out
+
+
+def build_frame(index: int, start_ns: int, mid_ns: int, end_ns: int, rows: Rows) -> WindowFrame:
     """Aggregate one window per endpoint, per endpoint and client, and per client.
 
     Grouping runs on integer codes (endpoints and clients factorised once), and
@@ -146,36 +205,25 @@ def build_frame(index: int, window_ns: int, rows: Rows) -> WindowFrame:
     sec = ts // 1_000_000_000
     sec = sec - (sec.min() if n else 0)
     ok = (st >= 200) & (st < 400)
-    flags = pd.DataFrame({
-        "one": np.ones(n, dtype=np.int64), "err": st >= 500, "deny": (st == 401) | (st == 403),
-        "nf": st == 404, "ok": ok, "r429": st == 429, "authy": auth == 1, "authn": auth == 0,
-        "noauth_ok": (auth == 0) & ok, "ts": ts, "size": df["size"].to_numpy(), "dur": df["dur"].to_numpy(),
-    }, copy=False)
+    size_col = df["size"].to_numpy()
+    dur = df["dur"].to_numpy()
+    flags = {
+        "err": st >= 500, "deny": (st == 401) | (st == 403), "nf": st == 404, "ok": ok, "r429": st == 429,
+        "authy": auth == 1, "authn": auth == 0, "noauth_ok": (auth == 0) & ok,
+    }
 
     # Per endpoint.
-    g = flags.groupby(ep_codes, sort=True)
-    ep = g[_FLAGS].sum().rename(columns={"one": "n"})
-    gts = g["ts"]
-    ep["tmin"] = gts.min()
-    ep["tmax"] = gts.max()
-    ep["maxsize"] = g["size"].max()
+    ep = _group_stats(ep_codes, ne, flags, ts, size_col)
     pair_ep = (pair_uni // nc).astype(np.int64)
     pair_cc = (pair_uni % nc).astype(np.int64)
     real = cc_uni[pair_cc] != "" if npair else np.zeros(0, dtype=bool)
     ep["clients"] = np.bincount(pair_ep[real], minlength=ne)
-    gd = g["dur"]
-    ep["p95"] = gd.quantile(0.95)
-    ep["p50"] = gd.median()
+    ep["p95"], ep["p50"] = _quantiles(ep_codes, ne, dur, (0.95, 0.5))
     ep["peak"] = _first_max(ep_codes, sec, ne)
-    ep.index = pd.Index(ep_uni, name="ep")
+    ep_df = pd.DataFrame(ep, index=pd.Index(ep_uni, name="ep"), copy=False)
 
     # Per endpoint and client.
-    gc = flags.groupby(pair_codes, sort=True)
-    cl = gc[_FLAGS].sum().rename(columns={"one": "n"})
-    gts = gc["ts"]
-    cl["tmin"] = gts.min()
-    cl["tmax"] = gts.max()
-    cl["maxsize"] = gc["size"].max()
+    cl = _group_stats(pair_codes, npair, flags, ts, size_col)
     has_oid = oid_codes >= 0
     if has_oid.any():
         noid = int(oid_codes.max()) + 1
@@ -185,28 +233,35 @@ def build_frame(index: int, window_ns: int, rows: Rows) -> WindowFrame:
         res = np.unique(pair_codes.astype(np.int64) * (noid + 1) + (oid_codes + 1))
         res_pair = res // (noid + 1)
     else:
-        cl["ids"] = 0
+        cl["ids"] = np.zeros(npair, dtype=np.int64)
         res_pair = np.arange(npair)
     first = np.unique(pair_codes, return_index=True)[1]
     uac = df["uac"].to_numpy()
     cl["uac"] = uac[first]
     cl["peak"] = _first_max(pair_codes, sec, npair)
-    cl.index = pd.MultiIndex.from_arrays([ep_uni[pair_ep], cc_uni[pair_cc]], names=["ep", "client"])
-    cl = cl[real]  # edge rows have no client
+    cl_df = pd.DataFrame(cl, index=pd.MultiIndex.from_arrays([ep_uni[pair_ep], cc_uni[pair_cc]],
+                                                            names=["ep", "client"]), copy=False)
+    cl_df = cl_df[real]  # edge rows have no client
 
     # Per client.
-    gcc = flags.groupby(cc_codes, sort=True)
-    cc = gcc[["one", "ok"]].sum().rename(columns={"one": "n"})
-    gts = gcc["ts"]
-    cc["tmin"] = gts.min()
-    cc["tmax"] = gts.max()
-    cc["paths"] = np.bincount(pair_cc[res_pair], minlength=len(cc_uni))
-    cc["eps"] = np.bincount(pair_cc, minlength=len(cc_uni))
+    nclients = len(cc_uni)
+    cc = _group_stats(cc_codes, nclients, {"ok": ok}, ts, None)
+    cc["bad"] = np.bincount(cc_codes, weights=st >= 400, minlength=nclients)
+    sized = size_col >= 0
+    cc["sized"] = np.bincount(cc_codes[sized], minlength=nclients)
+    cc["bytes"] = np.bincount(cc_codes[sized], weights=size_col[sized], minlength=nclients)
+    if has_oid.any():
+        cc_ids = np.unique(cc_codes[has_oid].astype(np.int64) * noid + oid_codes[has_oid]) // noid
+        cc["ids"] = np.bincount(cc_ids, minlength=nclients)
+    else:
+        cc["ids"] = np.zeros(nclients, dtype=np.int64)
+    cc["paths"] = np.bincount(pair_cc[res_pair], minlength=nclients)
+    cc["eps"] = np.bincount(pair_cc, minlength=nclients)
     cc["uac"] = uac[np.unique(cc_codes, return_index=True)[1]]
-    cv, cc_order = _cadence_cv(cc_codes, ts, len(cc_uni))
+    cv, cc_order = _cadence_cv(cc_codes, ts, nclients)
     cc["cv"] = cv
-    cc.index = pd.Index(cc_uni, name="client")
-    cc = cc[cc.index != ""]
+    cc_df = pd.DataFrame(cc, index=pd.Index(cc_uni, name="client"), copy=False)
+    cc_df = cc_df[cc_df.index != ""]
 
     ep_idx = {k: i for i, k in enumerate(ep_uni)}
     cc_idx = {k: i for i, k in enumerate(cc_uni)}
@@ -223,57 +278,87 @@ def build_frame(index: int, window_ns: int, rows: Rows) -> WindowFrame:
     cc_pos._order, cc_pos._bounds = cc_order, np.concatenate(([0], np.cumsum(np.bincount(cc_codes))))
     return WindowFrame(
         index=index,
-        start_ns=index * window_ns,
-        end_ns=(index + 1) * window_ns,
+        start_ns=start_ns,
+        end_ns=end_ns,
+        mid_ns=mid_ns,
         df=df,
-        ep=ep,
-        cl=cl,
-        cc=cc,
+        ep=ep_df,
+        cl=cl_df,
+        cc=cc_df,
         cl_pos=Positions(pair_codes, pair_of, ts),
         cc_pos=cc_pos,
         ep_pos=Positions(ep_codes, lambda k: ep_idx.get(k, -1)),
+        ep_code=ep_codes,
     )
 
 
+def flooded(b: EndpointBaseline, n: float, s: Any) -> bool:
+    """Does a window of ``n`` requests meet the endpoint-flood thresholds of ``b``?"""
+    base = b.count
+    return (
+        n >= s.endpoint_spike_min
+        and n > s.endpoint_spike_ratio * base.mean
+        and n > base.mean + s.endpoint_spike_devs * max(base.dev, 1.0)
+    )
+
+
+def client_limit(b: EndpointBaseline, s: Any) -> float:
+    """Requests per window above which one client on ``b``'s endpoint is a spike."""
+    p99 = b.client_rate.quantile(0.99) if b.client_rate.count >= 50 else 0.0
+    return max(float(s.client_spike_min), s.client_spike_ratio * (p99 + 1.0))
+
+
 def update_baselines(w: WindowFrame, st: AbuseState) -> None:
-    """Fold a closed window into the endpoint baselines (clipped after warm-up)."""
+    """Fold a window into the endpoint and client baselines (clipped after warm-up)."""
     s = st.settings
     a = s.ewma_alpha
     cl_n = w.cl["n"]
     cl_ids = w.cl["ids"]
     cl_peak = w.cl["peak"]
-    per_ep_max_ids = cl_ids.groupby(level=0).max()
-    for ep, row in w.ep.iterrows():
+    per_ep_max_ids = cl_ids.groupby(level=0).max().to_dict()
+    limits: dict[str, float] = {}
+    e = w.ep
+    # Plain column arrays rather than iterrows (a Series per endpoint costs more than the update).
+    cols = zip(e.index.tolist(), e["n"].tolist(), e["tmax"].tolist(), e["p95"].tolist(), e["err"].tolist(),
+               e["deny"].tolist(), e["maxsize"].tolist(), e["authy"].tolist(), e["authn"].tolist(),
+               e["r429"].tolist(), e["peak"].tolist(), strict=True)
+    for ep, n_req, tmax, p95, err, deny, maxsize, authy, authn, r429, peak in cols:
         b: EndpointBaseline | None = st.endpoints.get(str(ep))
         if b is None:
             continue
-        warm = b.warm(int(row["tmax"]), s)
-        n = float(row["n"])
+        warm = b.warm(int(tmax), s)
+        n = float(n_req)
+        # An attack window must not teach the endpoint's busiest second (rate limits).
+        attacked = warm and b.count.n > 0 and flooded(b, n, s)
+        if warm:
+            limits[str(ep)] = client_limit(b, s)
         if warm and b.count.n:
             n = min(n, b.count.mean + 4 * b.count.dev + 1)
         b.count.update(n, a)
-        b.p95_ms.update(float(row["p95"]) if not warm else min(float(row["p95"]), 3 * b.p95_ms.mean + 1), a)
-        b.err_rate.update(float(row["err"]) / max(1.0, float(row["n"])), a)
-        b.fail_count.update(float(row["deny"]), a)
-        ms = float(row["maxsize"])
+        b.p95_ms.update(float(p95) if not warm else min(float(p95), 3 * b.p95_ms.mean + 1), a)
+        b.err_rate.update(float(err) / max(1.0, float(n_req)), a)
+        b.fail_count.update(float(deny), a)
+        ms = float(maxsize)
         if ms >= 0:
             b.max_size.update(ms if not warm else min(ms, 4 * b.max_size.mean + 1), a)
         ids = float(per_ep_max_ids.get(ep, 0) or 0)
         b.ids_per_client.update(ids if not warm else min(ids, 3 * b.ids_per_client.mean + 2), a)
-        b.auth_yes += int(row["authy"])
-        b.auth_no += int(row["authn"])
-        if row["r429"]:
+        b.auth_yes += int(authy)
+        b.auth_no += int(authn)
+        if r429:
             b.saw_429 = True
-        b.total += int(row["n"])
+        b.total += int(n_req)
         b.windows += 1
-        b.last_ns = max(b.last_ns, int(row["tmax"]))
-        b.endpoint_peak.add(float(row["peak"]))
+        b.last_ns = max(b.last_ns, int(tmax))
+        if not attacked:
+            b.endpoint_peak.add(float(peak))
         if b.windows % s.sketch_rotate_windows == 0:
             b.client_rate.rotate()
             b.client_peak.rotate()
             b.endpoint_peak.rotate()
-    # Per-client distributions (sketches), skipping clients flagged as outliers; equal
-    # values are added once with their multiplicity (one sketch update per distinct value).
+    # Per-client distributions (sketches), skipping clients far above the usual p99 (once
+    # there are enough) and, for the peak, clients above the spike limit; equal values are
+    # added once with their multiplicity (one sketch update per distinct value).
     ep_level = cl_n.index.get_level_values(0)
     n_all = cl_n.to_numpy()
     peak_all = cl_peak.to_numpy()
@@ -285,11 +370,99 @@ def update_baselines(w: WindowFrame, st: AbuseState) -> None:
         sel = codes == i
         n = n_all[sel]
         peak = peak_all[sel]
+        keep = np.ones(len(n), dtype=bool)
         if b.client_rate.count > 200:
-            lim = max(s.client_spike_min, s.client_spike_ratio * (b.client_rate.quantile(0.99) + 1))
-            keep = n <= lim
-            n, peak = n[keep], peak[keep]
+            keep &= n <= max(s.client_spike_min, s.client_spike_ratio * (b.client_rate.quantile(0.99) + 1))
+        rate = n[keep]
+        lim = limits.get(str(ep))
+        if lim is not None:
+            keep &= n <= lim  # a client that raised a spike finding does not teach the peak either
+        n, peak = rate, peak[keep]
         for value, count in zip(*np.unique(n, return_counts=True), strict=True):
             b.client_rate.add(float(value), float(count))
         for value, count in zip(*np.unique(peak, return_counts=True), strict=True):
             b.client_peak.add(float(value), float(count))
+    update_clients(w, st)
+
+
+def update_clients(w: WindowFrame, st: AbuseState) -> None:
+    """Fold the window into each active client's own baseline (EWMA of requests per
+    window, error share, mean response size, distinct object ids), clipped after the
+    client's warm-up like the endpoint baselines. Bounded: :meth:`AbuseState.decay`
+    keeps the most recently seen ``max_client_baselines``."""
+    s = st.settings
+    a = s.ewma_alpha
+    cc = w.cc
+    if cc.empty:
+        return
+    clients = st.client_stats
+    n_col = cc["n"].to_numpy()
+    bad = cc["bad"].to_numpy()
+    sized = cc["sized"].to_numpy()
+    nbytes = cc["bytes"].to_numpy()
+    ids = cc["ids"].to_numpy()
+    tmax = cc["tmax"].to_numpy()
+    for k, client in enumerate(cc.index.tolist()):
+        c = clients.get(client)
+        if c is None:
+            c = clients[client] = ClientBaseline(int(w.start_ns))
+        n = float(n_col[k])
+        err = float(bad[k]) / n
+        nid = float(ids[k])
+        if c.windows >= s.client_warmup_windows:
+            n = min(n, c.rate.mean + 4 * c.rate.dev + 1)
+            err = min(err, c.err.mean + 4 * c.err.dev + 0.05)
+            nid = min(nid, 3 * c.ids.mean + 2)
+        c.rate.update(n, a)
+        c.err.update(err, a)
+        c.ids.update(nid, a)
+        if sized[k]:
+            c.size.update(float(nbytes[k]) / float(sized[k]), a)
+        c.windows += 1
+        c.last_ns = max(c.last_ns, int(tmax[k]))
+    if len(clients) > 2 * s.max_client_baselines:
+        st.prune_client_stats()
+
+
+class Horizon:
+    """Per hop, the requests of parameterised and business-flow routes (time, endpoint,
+    client, object id, user-agent class, denied), kept for ``horizon_seconds`` as
+    plain arrays; :meth:`frame` joins them for the horizon detections."""
+
+    __slots__ = ("parts", "rows", "last_eval_ns")
+
+    COLUMNS = ("ts", "ep", "client", "oid", "uac", "denied")
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[int, tuple[np.ndarray, ...]]] = []  # (sub-window start ns, columns)
+        self.rows = 0
+        self.last_eval_ns = 0
+
+    def add(self, w: WindowFrame, keep: np.ndarray, s: Any) -> None:
+        """Keep the newest sub-window's rows of the endpoints where ``keep`` (a mask over
+        ``w.ep``'s index) is true."""
+        df = w.df
+        ts = df["ts"].to_numpy()
+        client = df["client"].to_numpy()
+        sel = np.flatnonzero(keep[w.ep_code] & (ts >= w.mid_ns) & (client != ""))
+        if len(sel):
+            st = df["status"].to_numpy()[sel]
+            cols = (ts[sel], df["ep"].to_numpy()[sel], client[sel], df["oid"].to_numpy()[sel],
+                    df["uac"].to_numpy()[sel], (st == 401) | (st == 403) | (st == 404))
+            self.parts.append((w.mid_ns, cols))
+            self.rows += len(sel)
+        horizon = w.end_ns - int(s.horizon_seconds * 1e9)
+        while self.parts and (self.parts[0][0] < horizon or self.rows > s.max_horizon_rows):
+            self.rows -= len(self.parts.pop(0)[1][0])
+
+    def due(self, now_ns: int, s: Any) -> bool:
+        if self.parts and now_ns - self.last_eval_ns >= s.horizon_hop_seconds * 1e9:
+            self.last_eval_ns = now_ns
+            return True
+        return False
+
+    def frame(self) -> pd.DataFrame:
+        """All kept requests (columns of :attr:`COLUMNS`)."""
+        return pd.DataFrame({
+            name: np.concatenate([cols[i] for _, cols in self.parts]) for i, name in enumerate(self.COLUMNS)
+        }, copy=False)

@@ -195,3 +195,24 @@ def test_finding_id_is_stable_and_subject_sensitive():
     assert a != finding_id("r", Subject(service="s", route="/b"))
     assert a != finding_id("q", Subject(service="s", route="/a"))
     assert Severity.parse("high") > Severity.parse("low")
+
+
+@pytest.mark.parametrize(
+    "subject,label",
+    [
+        # A client of a service's endpoint: the service is named, the client in brackets.
+        (Subject(service="shop", method="GET", route="/orders/{id}", client="user:mallory"),
+         "shop GET /orders/{id} (user:mallory)"),
+        (Subject(service="shop", client="ip:192.0.2.7", detail="x"), "shop (ip:192.0.2.7) x"),
+        # Every other shape is unchanged.
+        (Subject(client="gw", server="db"), "gw -> db"),
+        (Subject(service="gw", client="gw", server="db", method="GET", route="/a"), "gw -> db GET /a"),
+        (Subject(client="user:mallory", method="GET", route="/a"), "user:mallory -> ? GET /a"),
+        (Subject(server="db"), "? -> db"),
+        (Subject(service="users", method="GET", route="/x"), "users GET /x"),
+        (Subject(service="payments", host="api.stripe.com"), "payments api.stripe.com"),
+        (Subject(), "-"),
+    ],
+)
+def test_subject_label(subject, label):
+    assert subject.label == label
