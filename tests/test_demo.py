@@ -128,6 +128,9 @@ def test_interrupted_demo_stops_its_services() -> None:
     proc = subprocess.Popen(
         [*APIWARD, "demo", "--headless", "--duration", "300"],
         cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # Ctrl-C as in a terminal, even when this test runs in a background job (which
+        # starts with SIGINT ignored, and Python then installs no KeyboardInterrupt)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     watch = ChildWatch(proc.pid)
     lines: list[str] = []
