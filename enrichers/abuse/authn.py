@@ -10,6 +10,7 @@ from enrichers.abuse import rules
 from enrichers.abuse.baselines import AbuseState
 from enrichers.abuse.context import EndpointRef, Request
 from enrichers.abuse.findings import FindingSink
+from enrichers.abuse.identity import SERVICE_PREFIX
 from enrichers.abuse.settings import AbuseSettings
 from enrichers.abuse.windows import WindowFrame
 
@@ -49,6 +50,10 @@ def on_window(
         if ref.info.login:
             cands = w.cl.loc[key]
             for client, crow in cands[cands["deny"] >= s.stuffing_client_min].iterrows():
+                if str(client).startswith(SERVICE_PREFIX):
+                    # a gateway forwarding users' logins is not the stuffer: the edge service
+                    # names the real client, and the endpoint-wide check below counts it
+                    continue
                 fails = int(crow["deny"])
                 sink.hit(
                     rules.STUFFING, ref.subject(str(client)), first_ns=int(crow["tmin"]),

@@ -9,7 +9,8 @@ import pandas as pd
 from enrichers.abuse import rules
 from enrichers.abuse.context import EndpointRef
 from enrichers.abuse.findings import FindingSink
-from enrichers.abuse.floods import SERVICE_PREFIX, cadence_cv
+from enrichers.abuse.floods import cadence_cv
+from enrichers.abuse.identity import SERVICE_PREFIX
 from enrichers.abuse.settings import AbuseSettings
 from enrichers.abuse.windows import WindowFrame
 

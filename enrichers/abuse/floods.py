@@ -11,12 +11,12 @@ from enrichers.abuse import rules
 from enrichers.abuse.baselines import AbuseState
 from enrichers.abuse.context import EndpointRef
 from enrichers.abuse.findings import FindingSink
+from enrichers.abuse.identity import SERVICE_PREFIX
 from enrichers.abuse.settings import AbuseSettings
 from enrichers.abuse.windows import WindowFrame, client_limit, flooded
 
 AUTOMATED = frozenset({"headless", "scanner"})
 #: Client label of a calling service (see :mod:`enrichers.abuse.identity`).
-SERVICE_PREFIX = "svc:"
 #: Requests in one window from one tool-agent client (curl, python-requests, ...) on one
 #: endpoint that make it a sustained automated client rather than a handful of manual calls.
 TOOL_MIN_REQUESTS = 20

@@ -138,6 +138,8 @@ def _jwt_sub(token: str) -> str:
 _API_KEY_HEADERS = tuple(API_KEY_HEADERS)
 #: Distinct identities kept in the cache before it starts over (bounded memory).
 MAX_CACHED = 50_000
+#: Client label prefix of a service caller (known from the call graph's pairing).
+SERVICE_PREFIX = "svc:"
 
 
 class Identifier:
@@ -225,7 +227,7 @@ class Identifier:
         if principal:
             client = self._user(principal)
         elif caller:
-            client = "svc:" + caller
+            client = SERVICE_PREFIX + caller
         elif token_hash:
             client = "key:" + token_hash
         elif http.client_address:

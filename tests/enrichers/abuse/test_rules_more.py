@@ -241,3 +241,50 @@ def test_bola_sequential_walk_alone():
     scattered = [server(WARM + i * 0.2, f"/orders/{5000 + i * 37}", route="/orders/{id}", user="u3",
                         headers={"authorization": "Bearer tok-3"}) for i in range(30)]
     assert not _run(scattered).findings("abuse.bola_enumeration")
+
+
+# ------------------------------------------------------------------ API2: a gateway is not the stuffer
+def test_failed_logins_forwarded_by_a_service_are_not_per_client_stuffing():
+    """The gateway forwards the attacker's login attempts: the users service sees them from
+    svc:gateway. The stuffer is named where it calls in (the gateway's own endpoint); on
+    the downstream route the endpoint-wide check still counts the failures."""
+    from agent.config import Config
+    from agent.model import SpanKind, make_span
+    from agent.state import State
+    from agent.wiring import build_enrichers
+    from tests.enrichers.abuse.spans import SEC, T0, res
+
+    def forwarded(i: int) -> list[Span]:
+        trace = f"{i + 1:032x}"
+        start = T0 + int((WARM + i * 0.2) * SEC)
+        cli = make_span(trace_id=trace, span_id=f"{2 * i + 1:016x}", parent_span_id="", resource=res("gateway"),
+                        name="POST", kind=SpanKind.CLIENT, start_ns=start, end_ns=start + 4_000_000,
+                        attributes={"http.request.method": "POST", "url.full": "http://users/login",
+                                    "server.address": "users", "http.response.status_code": 401})
+        srv = server(WARM + i * 0.2, "/login", service="users", route="/login", method="POST", status=401,
+                     ip="10.0.0.9", trace=trace)
+        srv = make_span(trace_id=trace, span_id=srv.span_id, parent_span_id=cli.span_id, resource=srv.resource,
+                        name=srv.name, kind=srv.kind, start_ns=srv.start_ns, end_ns=srv.end_ns,
+                        attributes=srv.attributes)
+        return [cli, srv]
+
+    def stuffing_clients(spans: list[Span]) -> set[str]:
+        state = State()
+        chain = build_enrichers(Config(persist=False, sections={"abuse": {"warmup_seconds": 60,
+                                                                            "warmup_windows": 4}}),
+                                ["callgraph", "abuse"])
+        spans = sorted(spans, key=lambda s: s.start_ns)
+        for j in range(0, len(spans), 256):
+            with state.lock:
+                state.batch.clear()
+                for e in chain:
+                    state.add_findings(e.process(spans[j:j + 256], state) or ())
+        state.add_findings(chain[-1].flush(state))  # type: ignore[attr-defined]
+        return {r.finding.subject.client for r in state.findings.records()
+                if r.finding.rule == "abuse.credential_stuffing" and r.finding.subject.client}
+
+    assert stuffing_clients([s for i in range(40) for s in forwarded(i)]) == set()
+    # the same failures straight from one address are stuffing (the positive control)
+    direct = [server(WARM + i * 0.2, "/login", service="users", route="/login", method="POST", status=401,
+                     ip="192.0.2.10") for i in range(40)]
+    assert stuffing_clients(direct) == {"ip:192.0.2.10"}
