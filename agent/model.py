@@ -729,7 +729,7 @@ class Subject:
             parts.append(f"{self.method} {self.route}".strip())
         if client_of_service:
             parts.append(f"({self.client})")
-        if self.host:
+        if self.host and self.host != self.server:
             parts.append(self.host)
         if self.detail:
             parts.append(self.detail)

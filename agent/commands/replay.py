@@ -9,6 +9,10 @@ from typing import Any
 import orjson
 
 from agent.commands.common import add_config_arguments, config_from_args
+from agent.model import Severity
+
+#: Summary order of severities, the worst first.
+_SEVERITY_ORDER = tuple(s.name.lower() for s in sorted(Severity, reverse=True))
 
 
 def register(sub: Any) -> None:
@@ -73,7 +77,7 @@ def summary(rep: dict[str, Any], stats: dict[str, Any]) -> str:
         f"services ({len(stats['services'])}): {', '.join(stats['services'])}",
         f"graph: {len(rep['graph']['nodes'])} nodes, {len(rep['graph']['edges'])} edges",
         f"inventory: {len(rep['inventory'])} endpoints",
-        "findings: " + (", ".join(f"{n} {s}" for s, n in sorted(by_sev.items())) or "none"),
+        "findings: " + (", ".join(f"{by_sev[s]} {s}" for s in _SEVERITY_ORDER if s in by_sev) or "none"),
     ]
     for f in rep["findings"][:15]:
         lines.append(f"  [{f['severity']:>8}] {f['owasp'] or '-':>9}  {f['title']}  ({f['subject_label']}, x{f['count']})")

@@ -38,6 +38,10 @@ def check_url(req: Request, sink: FindingSink) -> None:
     )
 
 
+#: Failing clients a "distributed" credential-stuffing finding needs at least.
+_DISTRIBUTED_MIN_CLIENTS = 3
+
+
 def on_window(
     w: WindowFrame, st: AbuseState, sink: FindingSink, s: AbuseSettings, eps: dict[str, EndpointRef],
 ) -> None:
@@ -66,14 +70,18 @@ def on_window(
             fails = int(row["deny"])
             if b is not None and b.warm(w.start_ns, s) and fails >= s.stuffing_endpoint_min:
                 usual = b.fail_count.mean + 3 * b.fail_count.dev
-                if fails > s.stuffing_endpoint_ratio * max(usual, 1.0):
-                    nclients = int((cands["deny"] > 0).sum())
+                nclients = int((cands["deny"] > 0).sum())
+                # distributed: the failures come from several clients (one client is the
+                # per-client check above)
+                if fails > s.stuffing_endpoint_ratio * max(usual, 1.0) and nclients >= _DISTRIBUTED_MIN_CLIENTS:
                     sink.hit(
                         rules.STUFFING, ref.subject(detail="distributed"), first_ns=int(row["tmin"]),
                         last_ns=int(row["tmax"]), count=fails, confidence=0.8,
-                        explanation=f"{fails} failed logins from {nclients} clients in {ws:g}s; usually {usual:.0f}",
+                        explanation=(f"{fails} failed logins from {nclients} clients in {ws:g}s; "
+                                     f"usually {b.fail_count.mean:.0f} (at most {usual:.0f})"),
                         evidence={"failed_logins_per_window": fails, "distinct_clients": nclients,
-                                  "baseline_failures_per_window": round(b.fail_count.mean, 1)},
+                                  "baseline_failures_per_window": round(b.fail_count.mean, 1),
+                                  "usual_max_failures_per_window": round(usual, 1)},
                         trace_ids=w.traces(w.ep_pos[key]),
                     )
         if (

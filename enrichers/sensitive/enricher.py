@@ -620,8 +620,9 @@ class SensitiveDataEnricher(Enricher):
                      "Sensitive data over plaintext HTTP", "API8:2023",
                      "Sensitive values cross the network unencrypted (http://), readable by anyone on the path.",
                      "Serve and call this API over TLS (https, or mTLS inside the mesh).")
-        # --- excessive data exposure: response types the callers never sent
-        if ep_key is not None:
+        # --- excessive data exposure: response types the callers never sent (not in error
+        # answers: a value in a 5xx body is an error disclosure, reported by its own rules)
+        if ep_key is not None and not (http is not None and http.status_code >= 500):
             route = ep_key[2]
             resp = [d for d in traffic if d.direction == RESPONSE and not _issued_credential(d, route)]
             if resp:

@@ -306,7 +306,10 @@ def inventory() -> Flask:
     @app.get("/products")
     def products() -> Response:
         with lock:
-            rows = con.execute("SELECT id, name, stock FROM products WHERE stock > ?", (0,)).fetchall()
+            # through a cursor: the OpenTelemetry dbapi wrapper traces cursor.execute, not the
+            # connection's execute shortcut
+            cur = con.cursor()
+            rows = cur.execute("SELECT id, name, stock FROM products WHERE stock > ?", (0,)).fetchall()
         return jsonify([{"id": r[0], "name": r[1], "stock": r[2]} for r in rows])
 
     return app
