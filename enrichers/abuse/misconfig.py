@@ -80,6 +80,11 @@ def check_debug(req: Request, sink: FindingSink) -> None:
     )
 
 
+#: Response headers whose presence in the capture shows security headers are captured.
+_SECURITY_HEADERS = ("x-content-type-options", "strict-transport-security", "content-security-policy",
+                     "x-frame-options", "referrer-policy", "permissions-policy", "cross-origin-opener-policy")
+
+
 def check_headers(req: Request, st: AbuseState, sink: FindingSink) -> None:
     h = req.http.response_headers
     acao = h.get("access-control-allow-origin", "").strip()
@@ -95,6 +100,11 @@ def check_headers(req: Request, st: AbuseState, sink: FindingSink) -> None:
             )
     mark = "hdr:" + req.ep.key
     if mark in st.reported_once or not (200 <= req.status < 300):
+        return
+    # Judged only on evidence and where it matters: the capture must include security
+    # headers (with only content-type captured, "not captured" is not "not sent"), and the
+    # response must go to a browser (these headers protect browsers, not service callers).
+    if not any(k in h for k in _SECURITY_HEADERS) or req.who.uac != "browser":
         return
     st.reported_once.add(mark)
     missing = []

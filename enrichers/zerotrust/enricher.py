@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from agent.model import Call, Finding, NodeKind, Severity, Span, SpanKind, Subject
+from agent.model import Call, Finding, Severity, Span, SpanKind, Subject
 from enrichers.base import Enricher
 from enrichers.zerotrust.evaluator import (
     DIRECTION_EGRESS,
@@ -355,7 +355,7 @@ class ZeroTrustEnricher(Enricher):
                         self._token_checked.clear()
                     self._token_checked.add(span.span_id)
                     client = http.client_address or http.network_peer_address
-                    self._check_tokens(aggs, part, span, client, span.service, (span.service,), span.service)
+                    self._check_tokens(aggs, part, span, client, span.service, span.service)
         out = [a.finding() for a in aggs.values()]
         out.extend(self._hints(part, hints))
         if self._pending:
@@ -432,9 +432,7 @@ class ZeroTrustEnricher(Enricher):
             span = call.client_span
         if span is None or span.http is None or not span.http.request_headers:
             return
-        sv = server_view(call)
-        names = (call.server, sv.service, sv.host) if call.server_kind != NodeKind.EXTERNAL else (sv.host,)
-        self._check_tokens(aggs, part, span, call.client, call.server, names, call.server,
+        self._check_tokens(aggs, part, span, call.client, call.server, call.server,
                            status_span=call.server_span or call.span)
 
     def _check_tokens(
@@ -444,7 +442,6 @@ class ZeroTrustEnricher(Enricher):
         span: Span,
         client: str,
         receiver: str,
-        receiver_names: Sequence[str],
         service: str,
         status_span: Span | None = None,
     ) -> None:
@@ -462,8 +459,8 @@ class ZeroTrustEnricher(Enricher):
             info = checker.jwt_info(cred)
             if info is not None:
                 issues.extend(checker.check_jwt(
-                    info, receiver=receiver, receiver_names=receiver_names, status_code=status,
-                    time_ns=span.start_ns, audiences=audiences,
+                    info, receiver=receiver, status_code=status, time_ns=span.start_ns,
+                    audiences=audiences, route=st.http.route or st.http.path if st.http is not None else "",
                 ))
             reuse = checker.check_reuse(part.tokens, cred, client, MAX_TOKENS, span.trace_id, self._chains)
             if reuse is not None:

@@ -249,10 +249,18 @@ def test_debug_endpoint_exposed():
 
 
 def test_cors_and_security_headers():
-    bad = {"access-control-allow-origin": "*", "access-control-allow-credentials": "true"}
+    # x-frame-options captured: the capture covers security headers, so nosniff's absence counts
+    bad = {"access-control-allow-origin": "*", "access-control-allow-credentials": "true",
+           "x-frame-options": "DENY"}
     r = Runner()
     r.feed([server(1, "/me", route="/me", resp_headers=bad)])
     assert r.findings("abuse.cors_wildcard_credentials") and r.findings("abuse.missing_security_headers")
+    # near misses: only content-type captured (no evidence either way); a service caller
+    r = Runner()
+    r.feed([server(1, "/me", route="/me", resp_headers={"content-type": "application/json"}),
+            server(1, "/internal/stock", route="/internal/stock", ip="10.0.0.7", ua="Go-http-client/1.1",
+                   resp_headers={"x-frame-options": "DENY"})])
+    assert not r.findings("abuse.missing_security_headers")
     good = {"access-control-allow-origin": "https://app.example.com", "access-control-allow-credentials": "true",
             "x-content-type-options": "nosniff", "strict-transport-security": "max-age=31536000"}
     r = Runner()

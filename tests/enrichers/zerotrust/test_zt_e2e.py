@@ -46,6 +46,8 @@ POLICY = """\
 version: 1
 settings:
   enduser_header: x-user-id
+  audiences:
+    orders: [api://orders]
 identities:
   partner: {host: [partner.example.com, 127.0.0.3]}
 rules:

@@ -203,14 +203,25 @@ def test_token_checks() -> None:
         assert weak not in text and expired not in text and wrong_aud not in text
 
 
-def test_audience_heuristic_without_configured_audiences() -> None:
+def test_no_audience_guess_without_configured_audiences() -> None:
+    # An issuer's audience names an API (acme-web, https://api.example.com), rarely the
+    # service: without settings.audiences there is nothing to compare it with.
     e = ZeroTrustEnricher(None)
-    ok = jwt.encode({"aud": "https://inventory.internal/"}, SECRET_JWT_KEY, algorithm="HS256")
-    bad = jwt.encode({"aud": "billing-api"}, SECRET_JWT_KEY, algorithm="HS256")
-    out, _ = run(e, [internal_call("a", "inventory", headers=bearer(ok)),
-                     internal_call("a", "inventory", headers=bearer(bad))])
-    assert rules(out) == ["zerotrust.jwt_audience_mismatch"]
-    assert out[0].confidence < 1
+    tokens = [jwt.encode({"aud": aud}, SECRET_JWT_KEY, algorithm="HS256")
+              for aud in ("https://inventory.internal/", "billing-api", "acme-web")]
+    out, _ = run(e, [internal_call("a", "inventory", headers=bearer(t)) for t in tokens])
+    assert "zerotrust.jwt_audience_mismatch" not in rules(out)
+
+
+def test_stale_token_sent_to_a_login_route_is_not_accepted_expired() -> None:
+    e = ZeroTrustEnricher(None)
+    expired = good_jwt(exp=T0 // 10**9 - 3600)
+    login = internal_call("web", "users", method="POST", route="/login", path="/login", headers=bearer(expired))
+    out, _ = run(e, [login])
+    assert "zerotrust.jwt_expired_accepted" not in rules(out)
+    out, _ = run(ZeroTrustEnricher(None), [internal_call("web", "users", headers=bearer(expired))])
+    f = [x for x in out if x.rule == "zerotrust.jwt_expired_accepted"]
+    assert f and f[0].evidence["route"] == "/orders/{id}"
 
 
 def test_token_reuse_across_clients_keeps_only_hashes() -> None:
