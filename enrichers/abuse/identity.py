@@ -138,6 +138,7 @@ def _jwt_sub(token: str) -> str:
 _API_KEY_HEADERS = tuple(API_KEY_HEADERS)
 #: Distinct identities kept in the cache before it starts over (bounded memory).
 MAX_CACHED = 50_000
+MAX_SERVICE_KEYS = 1_000
 #: Client label prefix of a service caller (known from the call graph's pairing).
 SERVICE_PREFIX = "svc:"
 
@@ -154,6 +155,11 @@ class Identifier:
         self.secret = secret
         self._subs: dict[str, str] = {}
         self._cache: dict[tuple[object, ...], Principal] = {}
+        #: Credentials (keyed hashes) seen sent by a known service caller -> that service.
+        #: A server span's caller is known only when its client span was paired in the same
+        #: batch; a gateway's internal API key identifies it in the other spans too, so it
+        #: is not mistaken for one client sending everybody's requests.
+        self._service_keys: dict[str, str] = {}
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -224,9 +230,17 @@ class Identifier:
         if span.enduser_id:
             has = True
             principal = span.enduser_id
+        if caller and token_hash and not principal and self._service_keys.get(token_hash) != caller:
+            if len(self._service_keys) >= MAX_SERVICE_KEYS:
+                self._service_keys.clear()
+            self._service_keys[token_hash] = caller
+            self._cache.clear()  # principals cached before now may name this key as a client
         if principal:
             client = self._user(principal)
         elif caller:
+            client = SERVICE_PREFIX + caller
+        elif token_hash and token_hash in self._service_keys:
+            caller = self._service_keys[token_hash]
             client = SERVICE_PREFIX + caller
         elif token_hash:
             client = "key:" + token_hash

@@ -288,3 +288,20 @@ def test_failed_logins_forwarded_by_a_service_are_not_per_client_stuffing():
     direct = [server(WARM + i * 0.2, "/login", service="users", route="/login", method="POST", status=401,
                      ip="192.0.2.10") for i in range(40)]
     assert stuffing_clients(direct) == {"ip:192.0.2.10"}
+
+
+def test_a_service_key_seen_with_its_caller_identifies_that_service_later():
+    """A gateway's internal API key, once seen on a call paired with the gateway, names the
+    gateway on its unpaired calls too (not 'key:...', one client sending everybody's reads)."""
+    ident = Identifier(b"k" * 32)
+    gw = {"x-api-key": "internal-gateway-key-0123456789"}
+    first = server(WARM, "/users/1", route="/users/{id}", ip="10.0.0.9", headers=gw)
+    later = server(WARM + 1, "/users/2", route="/users/{id}", ip="10.0.0.9", headers=gw)
+    other = server(WARM + 1, "/users/3", route="/users/{id}", ip="10.0.0.9",
+                   headers={"x-api-key": "someone-elses-key-9876543210"})
+    before = ident.identify(later, later.http)  # type: ignore[arg-type]
+    assert before.client.startswith("key:")
+    assert ident.identify(first, first.http, caller="gateway").client == "svc:gateway"  # type: ignore[arg-type]
+    after = ident.identify(later, later.http)  # type: ignore[arg-type]
+    assert after.client == "svc:gateway" and after.internal
+    assert ident.identify(other, other.http).client.startswith("key:")  # type: ignore[arg-type]
