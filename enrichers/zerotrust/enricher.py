@@ -231,6 +231,9 @@ class ZeroTrustEnricher(Enricher):
         self._chains: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._calls_done = 0  # calls of state.batch.calls already analysed
         self._token_checked: set[str] = set()  # server spans token-checked without a call
+        #: of those, spans with a parent not paired yet: who sent the credential is known only
+        #: once the call graph pairs them, so token reuse waits for that call
+        self._reuse_deferred: set[str] = set()
         if self.policy_path and policy is None:
             # A bad policy at start-up is a usage error (PolicyError is a ConfigError).
             self._stamp = _stamp(self.policy_path)
@@ -353,9 +356,13 @@ class ZeroTrustEnricher(Enricher):
                 if http is not None and http.request_headers:
                     if len(self._token_checked) > 100_000:
                         self._token_checked.clear()
+                        self._reuse_deferred.clear()
                     self._token_checked.add(span.span_id)
                     client = http.client_address or http.network_peer_address
-                    self._check_tokens(aggs, part, span, client, span.service, span.service)
+                    defer = bool(span.parent_span_id)  # a caller that has not reported yet
+                    if defer:
+                        self._reuse_deferred.add(span.span_id)
+                    self._check_tokens(aggs, part, span, client, span.service, span.service, reuse=not defer)
         out = [a.finding() for a in aggs.values()]
         out.extend(self._hints(part, hints))
         if self._pending:
@@ -425,7 +432,12 @@ class ZeroTrustEnricher(Enricher):
     # ------------------------------------------------------------------ tokens
     def _check_call_tokens(self, aggs: dict[tuple[str, str], _Agg], part: ZeroTrustState, call: Call) -> None:
         if call.server_span is not None and call.server_span.span_id in self._token_checked:
-            self._token_checked.discard(call.server_span.span_id)
+            sid = call.server_span.span_id
+            self._token_checked.discard(sid)
+            if sid in self._reuse_deferred:  # JWT checks done; reuse now that the caller is known
+                self._reuse_deferred.discard(sid)
+                self._check_tokens(aggs, part, call.server_span, call.client, call.server, call.server,
+                                   jwt_checks=False)
             return
         span = call.server_span
         if span is None or span.http is None or not span.http.request_headers:
@@ -444,6 +456,9 @@ class ZeroTrustEnricher(Enricher):
         receiver: str,
         service: str,
         status_span: Span | None = None,
+        *,
+        jwt_checks: bool = True,
+        reuse: bool = True,
     ) -> None:
         checker = self._checker
         if checker is None:
@@ -456,15 +471,16 @@ class ZeroTrustEnricher(Enricher):
         audiences = self.policy.audiences.get(receiver) if self.policy is not None else None
         for cred in creds:
             issues: list[TokenIssue] = []
-            info = checker.jwt_info(cred)
+            info = checker.jwt_info(cred) if jwt_checks else None
             if info is not None:
                 issues.extend(checker.check_jwt(
                     info, receiver=receiver, status_code=status, time_ns=span.start_ns,
                     audiences=audiences, route=st.http.route or st.http.path if st.http is not None else "",
                 ))
-            reuse = checker.check_reuse(part.tokens, cred, client, MAX_TOKENS, span.trace_id, self._chains)
-            if reuse is not None:
-                issues.append(reuse)
+            reused = checker.check_reuse(part.tokens, cred, client, MAX_TOKENS, span.trace_id,
+                                         self._chains) if reuse else None
+            if reused is not None:
+                issues.append(reused)
             for issue in issues:
                 if issue.kind == "token_reuse":
                     subject = Subject(service=service, detail=f"credential {issue.evidence['token_hash']}")
