@@ -18,6 +18,13 @@ _MIXED_ID = re.compile(r"^(?=.*\d)[A-Za-z0-9_.~-]{6,}$")
 _LOGIN = re.compile(
     r"/(login|log-in|signin|sign-in|sign_in|authenticate|session|sessions|token|oauth2?/token)(/|$)", re.I
 )
+
+
+def is_login_route(route: str) -> bool:
+    """Does the route take credentials in (login, sign-in, session, token)?"""
+    return _LOGIN.search(route) is not None
+
+
 _FLOWS = (
     ("signup", re.compile(r"/(signup|sign-up|sign_up|register|registration|accounts?/new)(/|$)", re.I)),
     ("password_reset", re.compile(r"(password[-_/]?(reset|forgot|recover)|forgot[-_/]?password|reset[-_/]?password)", re.I)),
@@ -92,7 +99,7 @@ def route_info(route: str) -> RouteInfo:
         route=route,
         params=tuple(params),
         user_param=user_param,
-        login=bool(_LOGIN.search(route)),
+        login=is_login_route(route),
         flow=flow,
         admin=admin,
         debug=bool(_DEBUG.search(route)),

@@ -555,7 +555,7 @@ class CallGraphEnricher(Enricher):
         self.max_client_nodes = int(sect.get("max_client_nodes", 1_000))
         # the configured domains and CIDRs with the defaults, as every analysis uses them
         domains, cidrs = internal_hosts(config)
-        self.classifier = Classifier(domains, cidrs, defaults=False)
+        self.classifier = Classifier(domains, cidrs)
         self.clock = clock or time.time_ns
         #: client span id -> the client waiting for its server
         self._clients: dict[str, _Pending] = {}

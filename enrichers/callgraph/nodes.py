@@ -30,14 +30,6 @@ from functools import lru_cache
 
 from agent.model import NodeKind, Resource, Span
 
-DEFAULT_INTERNAL_DOMAINS = (
-    "localhost", ".local", ".internal", ".svc", ".svc.cluster.local", ".cluster.local",
-)
-DEFAULT_INTERNAL_CIDRS = (
-    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16",
-    "100.64.0.0/10", "::1/128", "fc00::/7", "fe80::/10",
-)
-
 IpNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -48,28 +40,18 @@ class Classifier:
     ``.cluster.local``, ...), a single-label name (a cluster-local service
     name), or an address inside one of the CIDRs (RFC 1918, loopback, ...).
 
-    Configured domains and CIDRs add to the defaults; a default range that holds
-    a configured one gives way to it (``127.0.0.1/32`` leaves the rest of
-    ``127.0.0.0/8`` outside). With ``defaults=False`` only the configured ones count.
+    The domains and CIDRs are the effective ones (``agent.config.internal_hosts``:
+    the configured ones with the built-in defaults).
     """
 
-    def __init__(self, domains: Iterable[str] = (), cidrs: Iterable[str] = (),
-                 defaults: bool = True) -> None:
-        own = tuple(d.lower().strip() for d in domains if d)
-        if defaults:
-            own += tuple(d for d in DEFAULT_INTERNAL_DOMAINS if d not in own)
-        self.domains = own
+    def __init__(self, domains: Iterable[str] = (), cidrs: Iterable[str] = ()) -> None:
+        self.domains = tuple(d.lower().strip() for d in domains if d)
         nets: list[IpNet] = []
         for c in cidrs:
             try:
                 nets.append(ipaddress.ip_network(str(c).strip(), strict=False))
             except ValueError:
                 continue
-        if defaults:
-            for c in DEFAULT_INTERNAL_CIDRS:
-                d = ipaddress.ip_network(c)
-                if not any(n.version == d.version and n.subnet_of(d) for n in nets):  # type: ignore[arg-type]
-                    nets.append(d)
         self.nets = tuple(nets)
         self.is_internal = lru_cache(maxsize=4096)(self._is_internal)  # type: ignore[method-assign]
 

@@ -23,7 +23,7 @@ from agent.model import Finding, Resource, Severity, Span, SpanKind, Subject, tl
 from enrichers.base import Enricher
 from enrichers.inventory.routes import PathTemplater, convert_route
 from enrichers.sensitive.recognizer import CREDENTIAL, FINANCIAL, HEALTH, NETWORK, THRESHOLD
-from enrichers.sensitive.sanitize import sanitized
+from enrichers.sensitive.sanitize import replace_values, sanitized
 from enrichers.sensitive.scanner import Match, SensitiveDataScanner
 
 if TYPE_CHECKING:
@@ -568,7 +568,7 @@ class SensitiveDataEnricher(Enricher):
         elif server_host:
             subject = Subject(client=service, server=server_host, host=server_host)
         else:
-            name = _replace_detected(span.name, [d for d in dets if d.where == "span.name"])
+            name = replace_values(span.name, [d for d in dets if d.where == "span.name"], _empty_param)
             subject = Subject(service=service, detail=name[:80] if http is None else "")
         # --- secrets / personal data in URLs
         in_url = [d for d in reportable if d.where in URL_KEYS or d.where == "span.name" and http is not None]
@@ -637,14 +637,6 @@ class SensitiveDataEnricher(Enricher):
                          "Return only the fields the client needs (response schemas / DTOs), masking the rest.")
 
 
-def _replace_detected(text: str, dets: Sequence[Detection], by: str = "{}") -> str:
-    """``text`` with every detected value (offsets in ``text``) replaced by ``by``."""
-    for d in sorted((d for d in dets if d.index < 0), key=lambda d: -d.start):
-        if 0 <= d.start < d.end <= len(text):
-            text = text[: d.start] + by + text[d.end :]
-    return text
-
-
 def _path_without(span: Span, path: str, dets: Sequence[Detection]) -> str:
     """The request path with detected values replaced by ``{}`` (a route must hold none).
 
@@ -654,7 +646,7 @@ def _path_without(span: Span, path: str, dets: Sequence[Detection]) -> str:
         in_path = [d for d in dets if d.where == key]
         raw = span.attributes.get(key)
         if in_path and isinstance(raw, str):
-            return _replace_detected(raw, in_path)
+            return replace_values(raw, in_path, _empty_param)
     return path
 
 
@@ -714,6 +706,11 @@ def _detected_url_values(span: Span, dets: Sequence[Detection]) -> list[str]:
             if isinstance(raw, str) and 0 <= d.start < d.end <= len(raw):
                 out.append(raw[d.start : d.end])
     return out
+
+
+def _empty_param(_d: Detection) -> str:
+    """What a detected value becomes in a finding's route or name: an unnamed parameter."""
+    return "{}"
 
 
 _COMPLIANCE_BY_TYPE: dict[str, tuple[str, ...]] = {}

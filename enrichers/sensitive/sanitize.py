@@ -15,11 +15,14 @@ as it is: the redacting forwarder works on it, by the detections' offsets.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from agent.model import Span, build_span
 from enrichers.sensitive.recognizer import NETWORK
+
+if TYPE_CHECKING:
+    from enrichers.sensitive.enricher import Detection
 
 #: Attribute keys whose values become paths, routes, node or endpoint names, with
 #: ``span.name``: a detection there is replaced in the copy the analyses see.
@@ -30,42 +33,27 @@ STRUCTURAL_KEYS = frozenset(
 )  # fmt: skip
 
 
-class _Located(Protocol):
-    """What a detection tells about where it is (see ``enricher.Detection``)."""
-
-    @property
-    def type(self) -> str: ...
-    @property
-    def where(self) -> str: ...
-    @property
-    def start(self) -> int: ...
-    @property
-    def end(self) -> int: ...
-    @property
-    def index(self) -> int: ...
-    @property
-    def category(self) -> str: ...
-
-
 def placeholder(entity: str) -> str:
     """``{credit_card}`` for ``CREDIT_CARD``: reads as a path parameter in OpenAPI syntax."""
     return "{" + entity.lower() + "}"
 
 
-def _replaced(text: str, dets: Sequence[_Located]) -> str:
+def replace_values(text: str, dets: Sequence[Detection], by: Callable[[Detection], str] | None = None) -> str:
+    """``text`` with each detected value (offsets in ``text``; list elements are not)
+    replaced by ``by(detection)``, by default its type's :func:`placeholder`."""
     # right to left, so earlier offsets stay valid; overlapping detections are skipped
     end = len(text) + 1
-    for d in sorted(dets, key=lambda d: -d.start):
+    for d in sorted((d for d in dets if d.index < 0), key=lambda d: -d.start):
         if 0 <= d.start < d.end <= min(end, len(text)):
-            text = text[: d.start] + placeholder(d.type) + text[d.end :]
+            text = text[: d.start] + (placeholder(d.type) if by is None else by(d)) + text[d.end :]
             end = d.start
     return text
 
 
-def sanitized(span: Span, dets: Sequence[_Located]) -> Span | None:
+def sanitized(span: Span, dets: Sequence[Detection]) -> Span | None:
     """A copy of ``span`` without the values detected in its structural strings, or
     ``None`` when none of ``dets`` is in one (the common case: no copy)."""
-    hits: dict[str, list[_Located]] = {}
+    hits: dict[str, list[Detection]] = {}
     for d in dets:
         # Addresses stay: they are how the call graph names an uninstrumented peer.
         if d.index < 0 and d.where in STRUCTURAL_KEYS and d.category != NETWORK:
@@ -76,11 +64,11 @@ def sanitized(span: Span, dets: Sequence[_Located]) -> Span | None:
     name = span.name
     for where, ds in hits.items():
         if where == "span.name":
-            name = _replaced(name, ds)
+            name = replace_values(name, ds)
             continue
         value = attrs.get(where)
         if type(value) is str:
-            attrs[where] = _replaced(value, ds)
+            attrs[where] = replace_values(value, ds)
     return build_span(
         span.trace_id, span.span_id, span.parent_span_id, span.resource, name, span.kind,
         span.start_ns, span.end_ns, span.status_code, span.status_message, attrs, span.events,

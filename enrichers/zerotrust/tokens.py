@@ -18,7 +18,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import re
 from collections import OrderedDict
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
@@ -30,9 +29,7 @@ import jwt
 from jwt.algorithms import HMACAlgorithm
 
 from agent.model import API_KEY_HEADERS, Span
-
-#: Routes that take credentials in (a stale token sent along there is not "accepted").
-_LOGIN_ROUTE = re.compile(r"log-?in|sign-?in|/token|oauth|/auth(?:/|$)|session", re.I)
+from enrichers.abuse.routes import is_login_route  # a pure helper: which routes take credentials in
 
 EXPIRY_LEEWAY_S = 30
 MAX_CLIENTS_PER_TOKEN = 8
@@ -212,7 +209,7 @@ class TokenChecker:
             )
         # A login or token route answers 2xx whatever stale token the client still sends:
         # only a route that should have checked the token "accepted" it.
-        if info.exp is not None and 200 <= status_code < 300 and not _LOGIN_ROUTE.search(route):
+        if info.exp is not None and 200 <= status_code < 300 and not is_login_route(route):
             now_s = time_ns / 1e9
             if info.exp + EXPIRY_LEEWAY_S < now_s:
                 ev: dict[str, Any] = {"expired_for_s": int(now_s - info.exp), "status_code": status_code}
