@@ -208,6 +208,11 @@ class HttpView:
     response_body_size: int | None = None
     request_body: str | None = None
     response_body: str | None = None
+    #: :func:`tls_evidence` of the span, worked out once when the span is built.
+    tls: bool | None = None
+    #: A client certificate is recorded (``tls.client.certificate``/``.subject``/
+    #: ``.hash.sha256``): mTLS evidence for :func:`auth_evidence`.
+    client_cert: bool = False
 
 
 @record
@@ -363,6 +368,8 @@ _HTTP_NAMES = (
     "http.response_content_length", "http.response.size", "user_agent.original",
     "http.user_agent", "network.protocol.version", "http.flavor", "http.request.body",
     "http.response.body", "http.response.status_code", "http.status_code", "peer.service",
+    "tls.protocol.version", "tls.established", "tls.cipher", "tls.client.certificate",
+    "tls.client.subject", "tls.client.hash.sha256",
 )
 _HTTP_SLOT = {n: i for i, n in enumerate(_HTTP_NAMES)}
 (
@@ -371,7 +378,8 @@ _HTTP_SLOT = {n: i for i, n in enumerate(_HTTP_NAMES)}
     _NET_PEER_PORT, _NET_HOST_PORT, _PEER_ADDR, _SOCK_PEER_ADDR, _NET_PEER_IP, _PEER_PORT,
     _SOCK_PEER_PORT, _CLIENT_ADDR, _CLIENT_IP, _REQ_SIZE, _REQ_SIZE_OLD, _REQ_SIZE2,
     _RESP_SIZE, _RESP_SIZE_OLD, _RESP_SIZE2, _UA, _UA_OLD, _PROTO, _FLAVOR, _REQ_BODY,
-    _RESP_BODY, _HSTATUS, _HSTATUS_OLD, _PEER_SERVICE,
+    _RESP_BODY, _HSTATUS, _HSTATUS_OLD, _PEER_SERVICE, _TLS_VERSION, _TLS_ESTABLISHED, _TLS_CIPHER,
+    _CLIENT_CERT, _CLIENT_SUBJECT, _CLIENT_HASH,
 ) = range(len(_HTTP_NAMES))
 _NSLOTS = len(_HTTP_NAMES)
 
@@ -486,14 +494,27 @@ def http_view(attributes: Attributes, kind: SpanKind) -> HttpView | None:
         status = v[_HSTATUS_OLD]
     req_body = v[_REQ_BODY]
     resp_body = v[_RESP_BODY]
+    scheme = (_CANON.get(scheme) or scheme.lower()) if type(scheme) is str else (
+        str(scheme).lower() if scheme else "")
+    # tls_evidence, as it reads: tls.* attributes, then the scheme, then the URL
+    tls: bool | None = None
+    if v[_TLS_VERSION] or v[_TLS_ESTABLISHED] or v[_TLS_CIPHER] or scheme == "https":
+        tls = True
+    elif scheme == "http":
+        tls = False
+    elif url.startswith("https://"):
+        tls = True
+    elif url.startswith("http://"):
+        tls = False
     # Positional on purpose: keyword calls with 21 arguments cost several microseconds.
     return HttpView(
-        str(method).upper() if method else "",
+        (_CANON.get(method) or str(method).upper()) if type(method) is str else
+        (str(method).upper() if method else ""),
         (route if type(route) is str else str(route)) if route else "",
         (path if type(path) is str else str(path)) if path else "",
         (query if type(query) is str else str(query)) if query else "",
         url,
-        str(scheme).lower() if scheme else "",
+        scheme,
         status if type(status) is int else _as_int(status),
         server_address,
         server_port if type(server_port) is int else _as_int(server_port),
@@ -509,10 +530,20 @@ def http_view(attributes: Attributes, kind: SpanKind) -> HttpView | None:
         None if resp_size is None else (resp_size if type(resp_size) is int else _as_opt_int(resp_size)),
         None if req_body is None else str(req_body),
         None if resp_body is None else str(resp_body),
+        tls,
+        bool(v[_CLIENT_CERT] or v[_CLIENT_SUBJECT] or v[_CLIENT_HASH]),
     )
 
 
 _EMPTY_HEADERS: Mapping[str, str] = {}
+# Methods and schemes as every span spells them -> one shared normalised string: later
+# stages key dicts by them, and a shared string's hash is computed once, not per span.
+_CANON: dict[str, str] = {
+    v: v.upper() if v.lower() not in ("http", "https") else v.lower()
+    for m in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE", "CONNECT",
+              "http", "https")
+    for v in (m, m.lower(), m.upper(), m.capitalize())
+}
 
 
 def rpc_view(attributes: Attributes) -> RpcView | None:
@@ -839,7 +870,7 @@ def auth_evidence(span: Span) -> tuple[str, ...] | None:
     if span.enduser_id:
         schemes.add("enduser")
         captured = True
-    if attrs.get("tls.client.certificate") or attrs.get("tls.client.subject") or attrs.get("tls.client.hash.sha256"):
+    if http.client_cert if http is not None else has_client_cert(attrs):
         schemes.add("mtls")
         captured = True
     if not captured:
@@ -850,21 +881,20 @@ def auth_evidence(span: Span) -> tuple[str, ...] | None:
 def tls_evidence(span: Span) -> bool | None:
     """``True`` when the call used TLS, ``False`` when it was plaintext, ``None`` unknown."""
     http = span.http
+    if http is not None:
+        return http.tls  # worked out the same way by http_view
     attrs = span.attributes
     if attrs.get("tls.protocol.version") or attrs.get("tls.established") or attrs.get("tls.cipher"):
         return True
-    if http is not None:
-        if http.scheme == "https":
-            return True
-        if http.scheme == "http":
-            return False
-        if http.url.startswith("https://"):
-            return True
-        if http.url.startswith("http://"):
-            return False
-    if span.rpc is not None and span.rpc.system == "grpc":
-        return None
     return None
+
+
+def has_client_cert(attrs: Attributes) -> bool:
+    """A client certificate is recorded on the span (mTLS evidence)."""
+    return bool(
+        attrs.get("tls.client.certificate") or attrs.get("tls.client.subject")
+        or attrs.get("tls.client.hash.sha256")
+    )
 
 
 @record

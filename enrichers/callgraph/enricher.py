@@ -57,6 +57,7 @@ from agent.model import (
     SpanKind,
     StatusCode,
     auth_evidence,
+    has_client_cert,
     ns_to_iso,
     tls_evidence,
 )
@@ -320,6 +321,7 @@ class CallGraphPart:
                 continue
             e.calls += 1
             span = call.span
+            cs = call.client_span
             # Span.is_error, inlined: of the call's span, then (a pair) of its client
             # span: an error seen by either side counts
             s: Span | None = span
@@ -336,12 +338,11 @@ class CallGraphPart:
                 if rpc is not None and rpc.grpc_status is not None and rpc.grpc_status != 0:
                     failed = True
                     break
-                cs = call.client_span
                 s = cs if cs is not s else None
             if failed:
                 e.errors += 1
             # LatencySketch.add_ns, inlined, server then client side
-            for s, sk in ((call.server_span, e.server_latency), (call.client_span, e.client_latency)):
+            for s, sk in ((call.server_span, e.server_latency), (cs, e.client_latency)):
                 if s is None:
                     continue
                 sk.count += 1
@@ -481,36 +482,19 @@ class _Pending:
 
 
 def _tls(span: Span) -> bool | None:
-    """:func:`tls_evidence`, without its attribute reads when no ``tls.*`` attribute is there."""
-    a = span.attributes
-    if "tls.protocol.version" in a or "tls.established" in a or "tls.cipher" in a:
-        return tls_evidence(span)
+    """:func:`tls_evidence`: an HTTP span's is worked out when it is built."""
     http = span.http
-    if http is not None:
-        scheme = http.scheme
-        if scheme == "https":
-            return True
-        if scheme == "http":
-            return False
-        url = http.url
-        if url.startswith("https://"):
-            return True
-        if url.startswith("http://"):
-            return False
-    return None
+    return http.tls if http is not None else tls_evidence(span)
 
 
 def _auth(span: Span) -> tuple[str, ...] | None:
     """:func:`auth_evidence`, skipped when none of its sources is present (most spans)."""
     http = span.http
-    if (http is None or not (http.request_headers or http.query)) and not span.enduser_id:
-        a = span.attributes
-        if (
-            "tls.client.certificate" not in a
-            and "tls.client.subject" not in a
-            and "tls.client.hash.sha256" not in a
-        ):
+    if http is not None:
+        if not (http.request_headers or http.query or span.enduser_id or http.client_cert):
             return None
+    elif not span.enduser_id and not has_client_cert(span.attributes):
+        return None
     return auth_evidence(span)
 
 

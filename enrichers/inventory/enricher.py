@@ -57,6 +57,7 @@ from agent.model import (
     StatusCode,
     Subject,
     auth_evidence,
+    has_client_cert,
     ns_to_iso,
 )
 from enrichers.base import Enricher
@@ -687,12 +688,8 @@ class InventoryPart:
         if not rec.served and code not in _NOT_SERVED:
             rec.served = True
         if not evidence:
-            attrs = span.attributes
-            evidence = bool(
-                span.enduser_id
-                or "tls.client.certificate" in attrs
-                or "tls.client.subject" in attrs
-                or "tls.client.hash.sha256" in attrs
+            evidence = bool(span.enduser_id) or (
+                http.client_cert if http is not None else has_client_cert(span.attributes)
             )
         if evidence:
             auth = auth_evidence(span)

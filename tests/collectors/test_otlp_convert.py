@@ -162,9 +162,11 @@ def test_invalid_utf8_value_is_a_decode_error() -> None:
     kv = b"\x0a\x01k\x12\x04\x0a\x02\xff\xfe"
     req = request(1)
     raw = req.SerializeToString()
-    # Append one more attribute to the first span by re-encoding it with the fast schema.
+    # Append one more attribute to the first span: the fast schema keeps spans encoded,
+    # and a field appended to an encoded message is part of it.
     fast = decode_proto(raw)
-    fast.resource_spans[0].scope_spans[0].spans[0].attributes.append(kv)
+    spans = fast.resource_spans[0].scope_spans[0].spans
+    spans[0] = spans[0] + b"\x4a" + bytes([len(kv)]) + kv
     with pytest.raises(OtlpDecodeError, match="UTF-8"):
         convert_proto(decode_proto(fast.SerializeToString()))
 
@@ -222,3 +224,146 @@ def test_legacy_client_span_reads_path_from_target_and_host_from_url() -> None:
     h = span.http
     assert (h.method, h.path, h.query, h.scheme) == ("GET", "/users/7", "x=1", "https")
     assert (h.server_address, h.server_port) == ("api.example.com", 8443)
+
+
+# ------------------------------------------------------------------ spans read by hand
+# collectors.otlp_convert reads each encoded span by hand (the canonical encoding) and
+# leaves anything else to upb: both must read every request exactly as the standard
+# protobuf classes do.
+
+
+def _same_as_standard(data: bytes) -> list:
+    """Spans of ``data`` by the fast reader; asserts the standard classes read the same
+    (spans, rejections) or refuse it too."""
+    try:
+        std_req = ExportTraceServiceRequest.FromString(data)
+    except Exception:  # noqa: BLE001 - upb refuses: the fast reader must refuse as well
+        with pytest.raises(OtlpDecodeError):
+            convert_proto(decode_proto(data))
+        return []
+    try:
+        std = convert_proto(std_req)
+    except OtlpDecodeError:
+        with pytest.raises(OtlpDecodeError):
+            convert_proto(decode_proto(data))
+        return []
+    fast = convert_proto(decode_proto(data))
+    assert fast.spans == std.spans
+    assert (fast.rejected, fast.reason, fast.message) == (std.rejected, std.reason, std.message)
+    return fast.spans
+
+
+def _rich_request() -> ExportTraceServiceRequest:
+    req = request(3)
+    sp = req.resource_spans[0].scope_spans[0].spans[0]
+    sp.trace_state = "vendor=1"
+    sp.flags = 0x301
+    sp.kind = 3
+    sp.status.code = 2
+    sp.status.message = "upstream failed"
+    sp.dropped_attributes_count = 2
+    sp.dropped_events_count = 1
+    sp.dropped_links_count = 1
+    for i in range(2):
+        ev = sp.events.add()
+        ev.name, ev.time_unix_nano, ev.dropped_attributes_count = f"ev{i}", 10 + i, 1
+        ev.attributes.append(KeyValue(key="exception.message", value=AnyValue(string_value="boom")))
+    lk = sp.links.add()
+    lk.trace_id, lk.span_id, lk.trace_state, lk.flags = b"\x01" * 16, b"\x02" * 8, "a=b", 1
+    lk.dropped_attributes_count = 3
+    lk.attributes.append(KeyValue(key="link.kind", value=AnyValue(string_value="follows")))
+    req.resource_spans[0].scope_spans[0].spans[1].name = "n" * 300  # a two-byte length
+    return req
+
+
+def test_hand_reader_reads_every_span_field() -> None:
+    req = _rich_request()
+    spans = _same_as_standard(req.SerializeToString())
+    sp = spans[0]
+    assert sp.kind.name == "CLIENT" and sp.status_code.name == "ERROR"
+    assert sp.status_message == "upstream failed"
+    assert [(e.name, e.time_ns, e.attributes) for e in sp.events] == [
+        ("ev0", 10, {"exception.message": "boom"}), ("ev1", 11, {"exception.message": "boom"})
+    ]
+    assert sp.links[0].trace_id == "01" * 16 and sp.links[0].attributes == {"link.kind": "follows"}
+    assert spans[1].name == "n" * 300
+    # ...and it is the hand reader that read them, not the upb fallback
+    import collectors.otlp_convert as oc
+
+    for raw in decode_proto(req.SerializeToString()).resource_spans[0].scope_spans[0].spans:
+        assert oc._span_fast(raw, sp.resource, "test", "otlp") is not None
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "unknown_kind", "negative_kind", "long_status", "unknown_field", "repeated_name",
+        "two_statuses", "bad_trace_id", "zero_span_id", "bad_parent", "bad_utf8_name",
+        "truncated", "empty_span",
+    ],
+)
+def test_hand_reader_leaves_the_unusual_to_upb(change: str) -> None:
+    req = request(2)
+    ss = req.resource_spans[0].scope_spans[0]
+    sp = ss.spans[0]
+    if change == "unknown_kind":
+        sp.kind = 9
+    elif change == "negative_kind":
+        sp.kind = -1  # a ten-byte varint
+    elif change == "long_status":
+        sp.status.message = "m" * 200
+    elif change == "bad_trace_id":
+        sp.trace_id = b"\x01" * 8
+    elif change == "zero_span_id":
+        sp.span_id = b"\x00" * 8
+    elif change == "bad_parent":
+        sp.parent_span_id = b"\x01" * 3
+    data = req.SerializeToString()
+    fast = decode_proto(data)
+    raw = fast.resource_spans[0].scope_spans[0].spans
+    if change == "unknown_field":
+        raw[0] = raw[0] + b"\xa8\x06\x07"  # field 101, varint 7: upb skips it
+    elif change == "repeated_name":
+        raw[0] = raw[0] + b"\x2a\x03new"  # the last value wins
+    elif change == "two_statuses":
+        raw[0] = raw[0] + b"\x7a\x02\x18\x01" + b"\x7a\x03\x12\x01x"  # merged
+    elif change == "bad_utf8_name":
+        raw[0] = raw[0] + b"\x2a\x02\xff\xfe"
+    elif change == "truncated":
+        raw[0] = raw[0][:-3]
+    elif change == "empty_span":
+        raw[0] = b""
+    spans = _same_as_standard(fast.SerializeToString())
+    if change == "repeated_name":
+        assert spans[0].name == "new"
+    elif change == "two_statuses":
+        assert spans[0].status_code.name == "OK" and spans[0].status_message == "x"
+    elif change in ("bad_trace_id", "zero_span_id", "bad_parent", "empty_span"):
+        assert len(spans) == 1  # the other span is kept, this one rejected
+    elif change in ("bad_utf8_name", "truncated"):
+        assert spans == []  # the whole request is refused
+    else:
+        assert len(spans) == 2
+
+
+def test_hand_reader_agrees_with_upb_on_mutated_requests() -> None:
+    """Random byte flips, cuts and insertions: the same spans or the same refusal."""
+    import random
+
+    rng = random.Random(1234)
+    base = _rich_request().SerializeToString()
+    outcomes = {"read": 0, "refused": 0}
+    for _ in range(400):
+        b = bytearray(base)
+        for _ in range(rng.randint(1, 3)):
+            op = rng.random()
+            pos = rng.randrange(len(b))
+            if op < 0.6:
+                b[pos] = rng.randrange(256)
+            elif op < 0.8:
+                del b[pos : pos + rng.randint(1, 4)]
+            else:
+                b[pos:pos] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 3)))
+        spans = _same_as_standard(bytes(b))
+        outcomes["read" if spans else "refused"] += 1
+    assert outcomes["read"] > 20 and outcomes["refused"] > 20  # both paths were exercised
