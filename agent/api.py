@@ -114,6 +114,7 @@ class QueryApi:
             service=q.get("service", ""),
             owasp=q.get("owasp", ""),
             include_muted=q.get("muted", "") in ("1", "true"),
+            group=q.get("group", ""),
         )
 
     def _finding(self, r: Request) -> tuple[int, Any]:

@@ -308,11 +308,13 @@ def make_metric_exporter(target: ExportTarget, timeout: float) -> Any:
 # ------------------------------------------------------------------ findings
 
 
-def finding_attributes(f: Finding, *, acknowledged: bool = False) -> dict[str, Any]:
-    """The attributes of the log record of one finding (see docs/findings.md)."""
+def finding_attributes(f: Finding, *, acknowledged: bool = False, incident: str = "") -> dict[str, Any]:
+    """The attributes of the log record of one finding (see docs/findings.md);
+    ``incident``: the id of its incident (the finding's own id when not given)."""
     s = f.subject
     a: dict[str, Any] = {
         "apiward.finding.id": f.id,
+        "apiward.finding.incident": incident or f.id,
         "apiward.rule.id": f.rule,
         "apiward.severity": f.severity.label,
         "apiward.count": int(f.count),
@@ -535,19 +537,19 @@ class FindingsLogExporter:
             with self.state.lock:
                 changed = self.state.findings.changed_since(self._seq)
                 self._seq = self.state.findings.seq
-                todo = [(r.finding, r.acknowledged) for r in changed if not r.muted]
+                todo = [(r.finding, r.acknowledged, r.incident) for r in changed if not r.muted]
             n = 0
-            for f, ack in todo:
+            for f, ack, incident in todo:
                 key = (f.count, int(f.severity))
                 prev = self._sent.get(f.id)
                 if prev == key:
                     continue  # an ack/mute flag or evidence changed: not worth a record
                 self._sent[f.id] = key
-                self._emit(f, ack, opened=prev is None)
+                self._emit(f, ack, incident, opened=prev is None)
                 n += 1
             return n
 
-    def _emit(self, f: Finding, acknowledged: bool, *, opened: bool) -> None:
+    def _emit(self, f: Finding, acknowledged: bool, incident: str, *, opened: bool) -> None:
         from opentelemetry._logs import LogRecord, SeverityNumber
         from opentelemetry.trace import (
             NonRecordingSpan,
@@ -556,7 +558,7 @@ class FindingsLogExporter:
             set_span_in_context,
         )
 
-        attrs = finding_attributes(f, acknowledged=acknowledged)
+        attrs = finding_attributes(f, acknowledged=acknowledged, incident=incident)
         attrs["apiward.finding.state"] = "opened" if opened else "changed"
         ctx = None
         if f.trace_ids:

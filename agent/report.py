@@ -12,13 +12,15 @@ from typing import TYPE_CHECKING, Any
 from agent.model import Severity
 
 if TYPE_CHECKING:
-    from agent.state import State
+    from agent.state import FindingRecord, State
 
 
 #: the lifecycles the inventory gives an endpoint (``unused``: a spec operation never called)
 LIFECYCLES = ("new", "active", "shadow", "zombie", "dormant", "revived", "unused")
 #: trace summary statuses
 TRACE_STATUSES = ("ok", "error")
+#: how ``findings_view`` can group its rows
+FINDING_GROUPS = ("incident",)
 
 
 class FilterError(ValueError):
@@ -102,28 +104,58 @@ def findings_view(
     service: str = "",
     owasp: str = "",
     include_muted: bool = True,
+    group: str = "",
 ) -> list[dict[str, Any]]:
     """Findings at ``severity`` or worse, by rule prefix, service, OWASP id;
-    :class:`FilterError` for an unknown severity."""
+    :class:`FilterError` for an unknown severity or group.
+
+    ``group="incident"``: one row per incident with a finding that passes the filters:
+    the incident's root finding with ``hops`` (its other findings: id, rule, subject
+    label, severity, count, flags), ``incident_size``, ``incident_severity`` (the worst
+    of its findings) and ``total_count`` (the sum of their counts)."""
+    _check("group", group, FINDING_GROUPS)
     min_sev = _severity(severity)
+
+    def wanted(r: FindingRecord) -> bool:
+        f = r.finding
+        return not (
+            (min_sev is not None and f.severity < min_sev)
+            or (rule and not f.rule.startswith(rule))
+            or (service and service not in (f.subject.service, f.subject.client, f.subject.server))
+            or (owasp and (f.owasp or "") != owasp)
+            or (r.muted and not include_muted)
+        )
+
     with state.lock:
-        recs = state.findings.records()
-        out = []
-        for r in recs:
-            f = r.finding
-            if min_sev is not None and f.severity < min_sev:
-                continue
-            if rule and not f.rule.startswith(rule):
-                continue
-            if service and service not in (f.subject.service, f.subject.client, f.subject.server):
-                continue
-            if owasp and (f.owasp or "") != owasp:
-                continue
-            if r.muted and not include_muted:
-                continue
-            out.append(r.to_dict())
-    out.sort(key=lambda d: (-Severity.parse(d["severity"]), -d["count"], d["rule"], d["id"]))
+        if group:
+            out = [_incident_row(members) for members in state.findings.incidents() if any(map(wanted, members))]
+        else:
+            out = [r.to_dict() for r in state.findings.records() if wanted(r)]
+    sev = "incident_severity" if group else "severity"
+    count = "total_count" if group else "count"
+    out.sort(key=lambda d: (-Severity.parse(d[sev]), -d[count], d["rule"], d["id"]))
     return out
+
+
+def _incident_row(members: list[FindingRecord]) -> dict[str, Any]:
+    """The row of one incident: its root's finding (``members[0]``) with the others as hops."""
+    d = members[0].to_dict()
+    d["hops"] = [
+        {
+            "id": r.id,
+            "rule": r.finding.rule,
+            "subject_label": r.finding.subject.label,
+            "severity": r.finding.severity.label,
+            "count": r.finding.count,
+            "acknowledged": r.acknowledged,
+            "muted": r.muted,
+        }
+        for r in members[1:]
+    ]
+    d["incident_size"] = len(members)
+    d["incident_severity"] = max(r.finding.severity for r in members).label
+    d["total_count"] = sum(r.finding.count for r in members)
+    return d
 
 
 def traces_view(state: State, **filters: str) -> list[dict[str, Any]]:
@@ -160,6 +192,7 @@ def build_report(state: State, stats: dict[str, Any] | None = None) -> dict[str,
         "graph": graph_view(state),
         "inventory": inventory_view(state),
         "findings": findings_view(state),
+        "incidents": findings_view(state, group="incident"),
         "spec_errors": spec_errors_view(state),
     }
     if stats is not None:
@@ -181,12 +214,27 @@ def render_markdown(rep: dict[str, Any]) -> str:
             "",
         ]
     lines += ["## Findings", ""]
-    if rep["findings"]:
-        lines += ["| severity | rule | OWASP | subject | count | title |", "|---|---|---|---|---|---|"]
-        for f in rep["findings"]:
+    incidents = rep.get("incidents")
+    if incidents is None:  # a report made before incidents: one incident per finding
+        incidents = [{**f, "hops": []} for f in rep["findings"]]
+    if incidents:
+        lines += [
+            f"{len(incidents)} incidents from {len(rep['findings'])} findings: the findings of one "
+            "request at several hops of a call chain are one incident, listed at its root (the "
+            "earliest hop) with its other hops.",
+            "",
+            "| severity | rule | OWASP | subject | count | title | other hops |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for f in incidents:
+            hops = "; ".join(
+                (f"{h['rule']}: " if h["rule"] != f["rule"] else "") + f"{h['subject_label']} ({h['count']})"
+                for h in f.get("hops") or ()
+            )
             lines.append(
                 f"| {f['severity']} | {_md_escape(f['rule'])} | {f['owasp'] or ''} | "
-                f"{_md_escape(f.get('subject_label', ''))} | {f['count']} | {_md_escape(f['title'])} |"
+                f"{_md_escape(f.get('subject_label', ''))} | {f['count']} | {_md_escape(f['title'])} | "
+                f"{_md_escape(hops)} |"
             )
     else:
         lines.append("No findings.")

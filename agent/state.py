@@ -21,6 +21,7 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,6 +35,18 @@ log = logging.getLogger("apiward.state")
 
 SCHEMA_VERSION = 1
 MAX_TRACE_IDS = 10
+
+#: Rules that see one problem from two sides: for incidents their findings count as
+#: findings of one rule (the family named here). Every other rule is its own family.
+RELATED_RULES: dict[str, str] = {
+    "abuse.client_rate_spike": "abuse.client_rate",
+    "abuse.rate_limit_missing": "abuse.client_rate",
+    "abuse.credential_stuffing": "abuse.client_rate",
+}
+#: (family, trace id) keys the incident index keeps; the oldest leaves first
+MAX_INCIDENT_INDEX = 100_000
+#: findings remembered per (family, trace id): one per hop of a call chain is plenty
+MAX_FINDINGS_PER_TRACE = 4
 
 
 @runtime_checkable
@@ -57,6 +70,7 @@ class FindingRecord:
     muted: bool = False
     opened_seq: int = 0
     history: list[tuple[int, int]] = field(default_factory=list)  # (ts_ns, count) samples
+    incident: str = ""  # id of the incident the finding belongs to (see FindingStore)
 
     @property
     def id(self) -> str:
@@ -87,7 +101,27 @@ class FindingRecord:
             "evidence": dict(f.evidence),
             "acknowledged": self.acknowledged,
             "muted": self.muted,
+            "incident": self.incident or f.id,
         }
+
+
+def incident_order(r: FindingRecord) -> tuple[int, int, str]:
+    """Sort key of an incident's findings: the root (earliest first seen; the entry hop
+    starts first) comes first; ties go to the most severe, then to the id."""
+    return (r.finding.first_seen_ns, -int(r.finding.severity), r.id)
+
+
+def caller_identity(subject: Subject) -> str:
+    """The client a finding is about, which keeps incidents apart. On an edge (a subject
+    with a ``server``) ``client`` names the calling hop, which differs at every hop of one
+    request by construction, so it is not an identity there."""
+    return "" if subject.server else subject.client
+
+
+@dataclass(slots=True)
+class _Incident:
+    members: set[str]
+    client: str = ""  # the caller identity of its findings; "" when none has one
 
 
 def finding_from_dict(d: dict[str, Any]) -> Finding:
@@ -118,6 +152,16 @@ class FindingStore:
     ``add`` reports whether the finding is new or changed in a way worth
     exporting (count, severity); every change bumps a sequence number so
     exporters and live views can ask "what changed since N".
+
+    Findings are also correlated into *incidents*: one request seen at several hops
+    of a call chain raises one finding per hop, and these share evidence trace ids.
+    Findings of one rule family (:data:`RELATED_RULES`) that share a trace id join one
+    incident, unless their caller identities (:func:`caller_identity`) differ. The
+    index from (family, trace id) to finding ids is bounded (oldest trace first), so
+    correlation costs O(trace ids of the observation) per ``add``. An incident's id is
+    the id of the first finding it had; when two incidents meet, the smaller joins the
+    larger (its findings are relabelled, so each finding moves at most log2(n) times).
+    Incident ids are stored with the findings and survive restarts.
     """
 
     def __init__(self, max_findings: int = 20_000) -> None:
@@ -127,6 +171,9 @@ class FindingStore:
         self.history_max_age_ns = 7 * 86_400 * 1_000_000_000  # finding history kept for 7 days
         self.listeners: list[Callable[[FindingRecord, bool], None]] = []
         self.evicted = 0
+        self._incidents: dict[str, _Incident] = {}
+        self._by_trace: OrderedDict[tuple[str, str], list[str]] = OrderedDict()
+        self.max_incident_index = MAX_INCIDENT_INDEX
 
     def __len__(self) -> int:
         return len(self._records)
@@ -136,12 +183,15 @@ class FindingStore:
         return self._seq
 
     def add(self, obs: Finding) -> FindingRecord:
-        rec = self._records.get(obs.id)
+        fid = obs.id  # a hash, computed on every access: once here
+        rec = self._records.get(fid)
         self._seq += 1
         if rec is None:
-            rec = FindingRecord(finding=obs, seq=self._seq, opened_seq=self._seq)
+            rec = FindingRecord(finding=obs, seq=self._seq, opened_seq=self._seq, incident=fid)
             rec.history.append((obs.last_seen_ns, obs.count))
-            self._records[obs.id] = rec
+            self._records[fid] = rec
+            self._join(rec, fid)
+            self._index(rec, fid, obs.trace_ids, merge=True)
             if len(self._records) > self.max_findings:
                 self._evict()
             for cb in self.listeners:
@@ -177,6 +227,8 @@ class FindingStore:
         cutoff = rec.finding.last_seen_ns - self.history_max_age_ns
         if rec.history[0][0] < cutoff:  # age cap: drop samples older than the window
             rec.history = [h for h in rec.history if h[0] >= cutoff] or rec.history[-1:]
+        # the observation's own trace ids, also those the finding no longer keeps
+        self._index(rec, fid, obs.trace_ids, merge=True)
         for cb in self.listeners:
             cb(rec, False)
         return rec
@@ -190,6 +242,79 @@ class FindingStore:
         for r in ranked[: max(1, len(ranked) // 10)]:
             del self._records[r.id]
             self.evicted += 1
+            inc = self._incidents.get(r.incident)
+            if inc is not None:
+                inc.members.discard(r.id)
+                if not inc.members:
+                    del self._incidents[r.incident]
+        # index entries naming evicted findings are skipped when met and age out
+
+    # ------------------------------------------------------------ incidents
+    def _join(self, rec: FindingRecord, fid: str) -> None:
+        """Put ``rec`` (id ``fid``) in the incident its ``incident`` field names (made if new)."""
+        ident = caller_identity(rec.finding.subject)
+        inc = self._incidents.get(rec.incident)
+        if inc is not None and inc.client and ident and inc.client != ident:
+            rec.incident = fid  # stored data that contradicts itself: stand alone
+            inc = self._incidents.get(fid)
+        if inc is None:
+            inc = self._incidents[rec.incident] = _Incident(set())
+        inc.members.add(fid)
+        inc.client = inc.client or ident
+
+    def _index(self, rec: FindingRecord, fid: str, trace_ids: Iterable[str], *, merge: bool) -> None:
+        """Record ``rec`` (id ``fid``) under its (family, trace id) keys and, with ``merge``,
+        join the incidents of the findings already recorded there."""
+        family = RELATED_RULES.get(rec.finding.rule, rec.finding.rule)
+        index = self._by_trace
+        for t in trace_ids:
+            key = (family, t)
+            ids = index.get(key)
+            if ids is None:
+                index[key] = [fid]
+                if len(index) > self.max_incident_index:
+                    index.popitem(last=False)
+                continue
+            if merge:
+                for other_id in ids:
+                    other = self._records.get(other_id)
+                    if other is not None and other.incident != rec.incident:
+                        self._merge(other.incident, rec.incident)
+            if fid not in ids:
+                ids.append(fid)
+                if len(ids) > MAX_FINDINGS_PER_TRACE:
+                    del ids[0]
+
+    def _merge(self, a: str, b: str) -> None:
+        """One incident of ``a`` and ``b`` (``a``'s id on a tie), unless their callers differ."""
+        ia, ib = self._incidents[a], self._incidents[b]
+        if ia.client and ib.client and ia.client != ib.client:
+            return
+        if len(ib.members) > len(ia.members):
+            a, b, ia, ib = b, a, ib, ia
+        self._seq += 1  # relabelled findings count as changed (persisted, streamed)
+        for fid in ib.members:
+            r = self._records[fid]
+            r.incident = a
+            r.seq = self._seq
+        ia.members |= ib.members
+        ia.client = ia.client or ib.client
+        del self._incidents[b]
+
+    def incidents(self) -> list[list[FindingRecord]]:
+        """Every incident's findings, its root first (:func:`incident_order`)."""
+        return [
+            sorted((self._records[fid] for fid in inc.members), key=incident_order)
+            for inc in self._incidents.values()
+        ]
+
+    def incident_of(self, fid: str) -> list[FindingRecord]:
+        """The findings of the incident of finding ``fid``, root first; [] if unknown."""
+        rec = self._records.get(fid)
+        inc = self._incidents.get(rec.incident) if rec is not None else None
+        if inc is None:
+            return []
+        return sorted((self._records[m] for m in inc.members), key=incident_order)
 
     def get(self, fid: str) -> FindingRecord | None:
         return self._records.get(fid)
@@ -214,14 +339,27 @@ class FindingStore:
 
     def restore_record(self, d: dict[str, Any]) -> None:
         f = finding_from_dict(d)
+        fid = f.id
         self._seq += 1
-        self._records[f.id] = FindingRecord(
+        rec = FindingRecord(
             finding=f,
             seq=self._seq,
             opened_seq=self._seq,
             acknowledged=bool(d.get("acknowledged")),
             muted=bool(d.get("muted")),
+            incident=str(d.get("incident") or fid),
         )
+        old = self._records.get(fid)
+        if old is not None:  # the same finding twice: keep one membership
+            inc = self._incidents.get(old.incident)
+            if inc is not None:
+                inc.members.discard(fid)
+                if not inc.members:
+                    del self._incidents[old.incident]
+        self._records[fid] = rec
+        self._join(rec, fid)
+        # index only: the stored incident ids stand as they were, so a restart regroups nothing
+        self._index(rec, fid, f.trace_ids, merge=False)
 
 
 @dataclass(slots=True)

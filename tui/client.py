@@ -133,8 +133,10 @@ class ApiClient:
     def endpoint(self, service: str, method: str, route: str) -> dict[str, Any]:
         return _as_dict(self.get(f"{API}/endpoint", service=service, method=method, route=route))
 
-    def findings(self) -> list[dict[str, Any]]:
-        return _as_list(self.get(f"{API}/findings"))
+    def findings(self, group: str = "") -> list[dict[str, Any]]:
+        """Every finding; with ``group="incident"`` one row per incident (its root, with
+        ``hops``)."""
+        return _as_list(self.get(f"{API}/findings", group=group))
 
     def finding(self, fid: str) -> dict[str, Any]:
         return _as_dict(self.get(f"{API}/findings/{urllib.parse.quote(fid, safe='')}"))

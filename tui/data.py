@@ -39,6 +39,8 @@ class Snapshot:
     findings: list[dict[str, Any]] = field(default_factory=list)
     traces: list[dict[str, Any]] = field(default_factory=list)
     loaded: bool = False
+    #: one row per incident (``findings?group=incident``): its root finding with ``hops``
+    incidents: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def nodes(self) -> list[dict[str, Any]]:
@@ -147,6 +149,12 @@ def subject_label(f: dict[str, Any]) -> str:
         return str(label)
     subj = f.get("subject")
     return text_of(subj) if subj else "-"
+
+
+def hops_of(f: dict[str, Any]) -> list[dict[str, Any]]:
+    """The other findings of an incident row (``[]`` for a lone finding)."""
+    hops = f.get("hops")
+    return [h for h in hops if isinstance(h, dict)] if isinstance(hops, list) else []
 
 
 def finding_involves(f: dict[str, Any], service: str) -> bool:

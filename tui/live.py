@@ -67,12 +67,13 @@ class LiveFeed:
                         findings=self.client.findings(),
                         traces=self.client.traces(),
                         loaded=True,
+                        incidents=self.client.findings(group="incident"),
                     )
                     last_sig = sig
                 else:
                     snapshot = Snapshot(
                         stats, snapshot.graph, snapshot.inventory, snapshot.findings,
-                        snapshot.traces, True,
+                        snapshot.traces, True, snapshot.incidents,
                     )  # fmt: skip
                 dt = now - last_t if last_t else 0.0
                 spans_rate = _rate(stats, last_stats, "spans_accepted", dt)

@@ -1,6 +1,8 @@
-"""4 Findings: grouped by severity and rule; the detail pane explains, shows the
-evidence and the evidence trace, and says how to fix. ``a`` acknowledges and
-``m`` mutes, kept in the agent's state so every viewer sees it."""
+"""4 Findings: one row per incident (a request's findings at several hops of a call
+chain, shown at its root with the number of other hops), grouped by severity and
+rule; the detail pane explains, lists the incident's hops, shows the evidence and the
+evidence trace, and says how to fix. ``a`` acknowledges and ``m`` mutes the row's
+finding, kept in the agent's state so every viewer sees it."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from tui.data import (
     SEVERITY_STYLE,
     Snapshot,
     fmt_int,
+    hops_of,
     matches,
     num,
     severity_of,
@@ -36,7 +39,8 @@ from tui.widgets.waterfall import Waterfall
 
 COLUMNS = ("Sev", "Rule", "OWASP", "Subject", "Count", "Last seen", "State")
 EXPORT_FIELDS = ("id", "severity", "rule", "owasp", "title", "subject_label", "count",
-                 "first_seen", "last_seen", "acknowledged", "muted", "compliance")  # fmt: skip
+                 "first_seen", "last_seen", "acknowledged", "muted", "compliance",
+                 "incident", "hops")  # fmt: skip
 
 
 def group_key(f: dict[str, Any]) -> tuple[Any, ...]:
@@ -50,6 +54,31 @@ def state_of(f: dict[str, Any]) -> Text:
     if f.get("acknowledged"):
         return Text("ack", style="green")
     return Text("open", style="bold")
+
+
+def subject_cell(f: dict[str, Any]) -> Text:
+    """The subject of an incident's root, after the number of its other hops (first, so
+    that a narrow column never cuts it off)."""
+    n = len(hops_of(f))
+    cell = Text(f"+{n} hop{'s' if n > 1 else ''} ", style="bold") if n else Text()
+    cell.append(safe(subject_label(f)))
+    return cell
+
+
+def hops_table(f: dict[str, Any]) -> Table:
+    """The other findings of the incident: rule (when another), subject, count, state."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column()
+    grid.add_column(justify="right", no_wrap=True)
+    grid.add_column(no_wrap=True)
+    for h in hops_of(f):
+        sev = severity_of(h)
+        label = Text(safe(subject_label(h)))
+        if h.get("rule") != f.get("rule"):
+            label = Text.assemble((f"{h.get('rule') or '?'} ", "bold"), label)
+        grid.add_row(Text(sev, style=SEVERITY_STYLE[sev]), label, fmt_int(h.get("count") or 1), state_of(h))
+    return grid
 
 
 def evidence_table(evidence: Any) -> Table | Text:
@@ -101,12 +130,14 @@ class FindingsScreen(ApiwardScreen):
     def filtered_rows(self, snapshot: Snapshot) -> list[dict[str, Any]]:
         query = self.query_one("#filter", Input).value
         out = []
-        for f in snapshot.findings:
+        for f in self.source(snapshot):
             if self.hide_closed and (f.get("acknowledged") or f.get("muted")):
                 continue
+            hops = hops_of(f)
             if query and not matches(
                 (severity_of(f), f.get("rule"), f.get("owasp"), f.get("title"),
-                 subject_label(f), text_of(f.get("compliance") or []), f.get("id")),
+                 subject_label(f), text_of(f.get("compliance") or []), f.get("id"),
+                 *(x for h in hops for x in (h.get("rule"), subject_label(h), h.get("id")))),
                 query,
             ):  # fmt: skip
                 continue
@@ -114,10 +145,17 @@ class FindingsScreen(ApiwardScreen):
         out.sort(key=group_key)
         return out
 
+    @staticmethod
+    def source(snapshot: Snapshot) -> list[dict[str, Any]]:
+        """The incident rows; the findings themselves when there are none (an agent
+        without incidents answers the grouped query with the plain list as well)."""
+        return snapshot.incidents or snapshot.findings
+
     def show(self, snapshot: Snapshot, force: bool = False) -> None:
-        if snapshot.findings is self._seen and not force:
+        source = self.source(snapshot)
+        if source is self._seen and not force:
             return
-        self._seen = snapshot.findings
+        self._seen = source
         self.rows = self.filtered_rows(snapshot)
         rows = []
         prev: tuple[str, str] | None = None
@@ -131,14 +169,14 @@ class FindingsScreen(ApiwardScreen):
                     Text("" if same else sev, style=SEVERITY_STYLE[sev]),
                     Text("" if same else rule, style="bold"),
                     str(f.get("owasp") or "-"),
-                    safe(subject_label(f)),
+                    subject_cell(f),
                     fmt_int(f.get("count") or 1),
                     short_time(f.get("last_seen")),
                     state_of(f),
                 ),
             ))  # fmt: skip
         self.query_one(LiveTable).set_rows(rows)
-        self.query_one("#detail").border_subtitle = f"{len(self.rows)}/{len(snapshot.findings)}"
+        self.query_one("#detail").border_subtitle = f"{len(self.rows)}/{len(source)}"
         self._show_selected()
 
     def refresh_view(self) -> None:
@@ -189,11 +227,16 @@ class FindingsScreen(ApiwardScreen):
         facts.add_row("last seen", short_time(f.get("last_seen")))
         facts.add_row("state", state_of(f))
         facts.add_row("id", str(f.get("id") or "-"))
+        hops = hops_of(f)
+        if hops:
+            facts.add_row("incident", f"{f.get('incident') or '-'} ({len(hops) + 1} findings)")
         explanation = Text(safe(f.get("explanation") or "No explanation given."))
-        about.update(
-            Group(head, facts, Text(""), explanation, Text(""), Text("Evidence", style="bold"),
-                  evidence_table(f.get("evidence")))  # fmt: skip
-        )
+        parts: list[Any] = [head, facts, Text(""), explanation]
+        if hops:
+            parts += [Text(""), Text(f"Other hops of this incident ({len(hops)})", style="bold"),
+                      hops_table(f)]  # fmt: skip
+        parts += [Text(""), Text("Evidence", style="bold"), evidence_table(f.get("evidence"))]
+        about.update(Group(*parts))
         fix.update(
             Group(Text(""), Text("How to fix", style="bold"),
                   Text(safe(f.get("remediation") or "-")))  # fmt: skip
@@ -257,6 +300,8 @@ class FindingsScreen(ApiwardScreen):
             row = []
             for k in EXPORT_FIELDS:
                 v = f.get(k)
+                if k == "hops":
+                    v = [f"{h.get('rule')}: {subject_label(h)}" for h in hops_of(f)]
                 row.append(safe(text_of(v)) if isinstance(v, (list, dict, str)) else v)
             rows.append(row)
         return list(EXPORT_FIELDS), rows
