@@ -29,6 +29,9 @@ THRESHOLD = 0.5
 CONTEXT_BOOST = 0.35
 #: How far before a match the scanner looks for context words (characters).
 CONTEXT_WINDOW = 48
+#: Validation results a recognizer remembers (see :meth:`Recognizer.validate_cached`).
+VALIDATION_MEMO = 4096
+_UNSET = object()
 
 PERSONAL = "personal"
 FINANCIAL = "financial"
@@ -95,6 +98,19 @@ class Recognizer:
 
     #: Whether :meth:`rejected_by_surroundings` must be called (kept off the hot path otherwise).
     REJECT_AROUND: ClassVar[bool] = False
+    #: Whether :meth:`validate` depends on its argument only, so that its results may be
+    #: remembered (:meth:`validate_cached`).
+    PURE: ClassVar[bool] = True
+
+    def __init__(self) -> None:
+        # Values repeat (a value is often both a pattern match and the value of its keyed
+        # field; hard negatives and ids recur across spans), validators (stdnum,
+        # phonenumbers, PyJWT) cost tens of microseconds: remember their answers.
+        self._memo: dict[object, bool | None] = {}
+        # validate_in() ignores ``context`` unless a recognizer overrides it (phone numbers).
+        self._context_free = type(self).validate_in is Recognizer.validate_in
+        # The VALUE regexes, looked up once per instance instead of once per check.
+        self._value_rx = (self.compiled_value(False), self.compiled_value(True))
 
     def rejected_by_surroundings(self, text: str, start: int, end: int) -> bool:
         """Reject a match by what surrounds it (``1.2.3.4-beta`` is a version, not an IP).
@@ -111,6 +127,20 @@ class Recognizer:
     def validate_in(self, text: str, *, context: bool) -> bool | None:
         """:meth:`validate`, told whether a context word was found (most ignore it)."""
         return self.validate(text)
+
+    def validate_cached(self, text: str, context: bool = False) -> bool | None:
+        """:meth:`validate_in`, remembered in a bounded dict when the recognizer is :attr:`PURE`."""
+        if not self.PURE:
+            return self.validate_in(text, context=context)
+        key = text if self._context_free else (text, context)
+        memo = self._memo
+        got = memo.get(key, _UNSET)
+        if got is _UNSET:
+            got = self.validate_in(text, context=context)
+            if len(memo) >= VALIDATION_MEMO:
+                memo.clear()
+            memo[key] = got
+        return got  # type: ignore[return-value]
 
     def normalize(self, text: str) -> str:
         """Canonical form hashed for correlation (separators removed, case folded)."""
@@ -137,9 +167,9 @@ class Recognizer:
         ``quoted``: the value's ends are certain (see :attr:`QUOTED_VALUE`).
         """
         v = value.strip()
-        if not v or len(v) > 4096 or not self.compiled_value(quoted).fullmatch(v):
+        if not v or len(v) > 4096 or not self._value_rx[quoted].fullmatch(v):
             return 0.0
-        ok = self.validate(v)
+        ok = self.validate_cached(v)
         if ok is False:
             return 0.0
         return 1.0 if ok else self.KEY_SCORE

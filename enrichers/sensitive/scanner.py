@@ -151,7 +151,8 @@ class _Plan(NamedTuple):
     ctx_search: Callable[[str], re.Match[str] | None] | None
     #: ``rejected_by_surroundings`` (``None``: the recognizer never rejects by them).
     reject: Callable[[str, int, int], bool] | None
-    validate_in: Callable[..., bool | None]
+    #: ``validate_cached`` (value, whether a context word is near).
+    validate: Callable[[str, bool], bool | None]
     score: float
     validated: float
     #: Index of the first entry that finds the same spans (same regex, group, context
@@ -204,6 +205,20 @@ def _context_rx(words: Sequence[str]) -> re.Pattern[str]:
     if short:
         alts.append(r"(?<![a-z0-9#])(?:" + "|".join(short) + r")(?![a-z0-9#])")
     return re.compile("|".join(alts))
+
+
+def _loose_readings(value: str) -> list[str]:
+    """Shorter readings of an unquoted field value, to try when the whole is not a value of
+    the type: its part before a comma (``{"cvv": 123, "x": 1}`` read loosely) or its first
+    words (``password=x (retrying)``)."""
+    out = []
+    head = value.split(",", 1)[0].rstrip()
+    if head and head != value:
+        out.append(head)
+    words = value.split(" ")
+    for n in range(min(4, len(words) - 1), 0, -1):
+        out.append(" ".join(words[:n]).rstrip(",;"))
+    return out
 
 
 def _best_first(c: _Cand) -> tuple[float, int]:
@@ -309,7 +324,7 @@ class SensitiveDataScanner:
                 self._ctx_index.get(id(e.recognizer)),
                 self._ctx_rx[id(e.recognizer)].search if e.recognizer.CONTEXT else None,
                 e.recognizer.rejected_by_surroundings if e.recognizer.REJECT_AROUND else None,
-                e.recognizer.validate_in,
+                e.recognizer.validate_cached,
                 e.pattern.score,
                 e.pattern.validated,
                 shared.get(i),
@@ -745,7 +760,7 @@ class SensitiveDataScanner:
         for i in sorted(ids) if not all_ids else ids:
             if i >= nent:
                 continue
-            finditer, group, needs_context, r, rid, ctx_id, ctx_search, reject, validate_in, base, validated, share = plans[i]
+            finditer, group, needs_context, r, rid, ctx_id, ctx_search, reject, validate, base, validated, share = plans[i]
             in_key = rid in kctx
             if needs_context and not in_key and not all_ids and ctx_id not in ids:
                 continue
@@ -776,7 +791,7 @@ class SensitiveDataScanner:
             for s, t, ctx in spans:
                 if needs_context and not ctx:
                     continue
-                ok = validate_in(text[s:t], context=ctx)
+                ok = validate(text[s:t], ctx)
                 if ok is False:
                     continue
                 score = validated if ok else base
@@ -793,7 +808,7 @@ class SensitiveDataScanner:
                 self._scan_pairs_at(text, kv_ends, cands)
             # A JSON document with nested objects or arrays: the pairs above hold each
             # flat field with its key, only the walk knows the key of a nested leaf.
-            c = text[0]
+            c = text[:1]  # (empty: a sensitive field's empty value, with no prefilter)
             if (c == "{" or c == "[" or (c.isspace() and text.lstrip()[:1] in ("{", "["))) and (
                 text.find("{", 1) > 0 or text.find("[", 1) > 0
             ):
@@ -821,33 +836,29 @@ class SensitiveDataScanner:
             value = value[lead:]
         if not value or (unquoted and value[0] in "{["):
             return  # (``"password": {...}``: an object or array, whose leaves the JSON walk checks)
-        options = [value]
-        if unquoted:
-            # When the whole of it is not a value of the type, its part before a comma
-            # (``{"cvv": 123, "x": 1}`` read loosely) or its first words may be
-            # (``password=x (retrying)``).
-            head = value.split(",", 1)[0].rstrip()
-            if head and head != value:
-                options.append(head)
-            words = value.split(" ")
-            for n in range(min(4, len(words) - 1), 0, -1):
-                options.append(" ".join(words[:n]).rstrip(",;"))
         threshold = self.threshold
+        loose: list[str] | None = None  # (made when first needed: most values pass whole)
         for r in keyed:
-            for v in options:
-                sc = r.check_value(v, exact)
-                if sc >= threshold:
-                    cands.append((sc, s, s + len(v), r, text))
-                    break
-            else:
-                if r.SCHEMES:
-                    # ``Token abc...`` (an Authorization value): the credential after the scheme.
-                    m = _SCHEME.match(value)
-                    if m is not None:
-                        cred = value[m.end() :].split(None, 1)[0].rstrip(",;")
-                        sc = r.check_value(cred)
-                        if sc >= threshold:
-                            cands.append((sc, s + m.end(), s + m.end() + len(cred), r, text))
+            sc = r.check_value(value, exact)
+            end = len(value)
+            if sc < threshold and unquoted:
+                if loose is None:
+                    loose = _loose_readings(value)
+                for v in loose:
+                    sc = r.check_value(v, exact)
+                    if sc >= threshold:
+                        end = len(v)
+                        break
+            if sc >= threshold:
+                cands.append((sc, s, s + end, r, text))
+            elif r.SCHEMES:
+                # ``Token abc...`` (an Authorization value): the credential after the scheme.
+                m = _SCHEME.match(value)
+                if m is not None:
+                    cred = value[m.end() :].split(None, 1)[0].rstrip(",;")
+                    sc = r.check_value(cred)
+                    if sc >= threshold:
+                        cands.append((sc, s + m.end(), s + m.end() + len(cred), r, text))
 
     def _scan_json(self, text: str, cands: list[_Cand]) -> None:
         """Check every leaf of a JSON document against the keyed recognizers of its field.
@@ -915,14 +926,15 @@ class SensitiveDataScanner:
                 continue
             # A key starts with a letter or "_" (it is ASCII: what else it holds is [0-9.-]).
             key = km.group(1)[::-1].lstrip("0123456789.-")
-            if not key or not (key_info.get(key) or self._key(key))[1]:
+            keyed = (key_info.get(key) or self._key(key))[1] if key else ()
+            if not keyed:
                 continue  # no key, or not a sensitive one (``KeyError: ...``): no value to check
             vm = _KV_VALUE_AT.match(text, e)
             if vm is None:
                 continue
             g = 1 if vm.group(1) is not None else 2 if vm.group(2) is not None else 3
             s, t = vm.span(g)
-            self._pair(text, key, s, t, g == 3, cands)
+            self._check_keyed(keyed, text, s, t, cands, unquoted=g == 3, exact=g != 3)
 
     def _resolve(self, cands: list[_Cand]) -> tuple[Match, ...]:
         """Non-overlapping detections from candidates, best score (then longest) first."""

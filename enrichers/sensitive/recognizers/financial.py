@@ -49,10 +49,13 @@ _ISSUERS: tuple[tuple[int, int, frozenset[int]], ...] = (
 )
 
 
+#: _ISSUERS with the width of each prefix, worked out once.
+_ISSUER_PREFIXES = tuple((lo, hi, len(str(lo)), lengths) for lo, hi, lengths in _ISSUERS)
+
+
 def card_issuer_ok(number: str) -> bool:
     n = len(number)
-    for lo, hi, lengths in _ISSUERS:
-        w = len(str(lo))
+    for lo, hi, w, lengths in _ISSUER_PREFIXES:
         if n in lengths and lo <= int(number[:w]) <= hi:
             return True
     return False

@@ -34,6 +34,14 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
+@functools.lru_cache(maxsize=4096)
+def _scope(text: str) -> tuple[bool, bool] | None:
+    """(is_global, is_unspecified) of an address, ``None`` for no address: worked out once
+    for the public and the private recognizer, which check the same matches."""
+    ip = _ip(text)
+    return None if ip is None else (ip.is_global, ip.is_unspecified)
+
+
 class IpAddressRecognizer(Recognizer):
     """Public IPv4/IPv6 addresses (personal data under GDPR)."""
 
@@ -61,8 +69,8 @@ class IpAddressRecognizer(Recognizer):
         return _PRODUCT_TOKEN.search(text, max(0, start - 40), start) is not None
 
     def validate(self, text: str) -> bool | None:
-        ip = _ip(text)
-        return ip is not None and ip.is_global
+        scope = _scope(text)
+        return scope is not None and scope[0]
 
     def mask(self, text: str) -> str:
         ip = _ip(text)
@@ -85,8 +93,8 @@ class PrivateIpAddressRecognizer(IpAddressRecognizer):
     )
 
     def validate(self, text: str) -> bool | None:
-        ip = _ip(text)
-        return ip is not None and not ip.is_global and not ip.is_unspecified
+        scope = _scope(text)
+        return scope is not None and not scope[0] and not scope[1]
 
 
 class MacAddressRecognizer(Recognizer):

@@ -163,6 +163,7 @@ class DateOfBirthRecognizer(Recognizer):
         r"|\d{1,2}\s+[A-Za-z]{3,9}\.?\s+\d{4}|[A-Za-z]{3,9}\.?\s+\d{1,2},?\s+\d{4}"
     )
     KEEP = (0, 0)
+    PURE = False  # (today's year bounds it)
 
     def validate(self, text: str) -> bool | None:
         years = [int(x) for x in re.findall(r"\d{4}", text)]

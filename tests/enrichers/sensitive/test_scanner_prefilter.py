@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 
+from enrichers.sensitive.recognizers.personal import PhoneRecognizer
 from enrichers.sensitive.scanner import SensitiveDataScanner
 
 CASES: list[tuple[str, str, set[str]]] = [
@@ -39,6 +40,7 @@ CASES: list[tuple[str, str, set[str]]] = [
     ("4.1.7.1-beta", "", set()),
     ("KeyError: 'variant'", "", set()),
     ("retry: password=Tr0ub4dor&3x (attempt 2)", "", {"PASSWORD"}),
+    ("", "user.password", set()),  # (no prefilter: the JSON check once read text[0])
 ]
 
 
@@ -69,3 +71,12 @@ def test_one_batch_as_values_one_by_one(scanner: SensitiveDataScanner, plain: Se
     assert got == [scanner.scan_many([it], cache=False)[0] for it in items]
     assert got == plain.scan_many(items, cache=False)
     assert got[-2] == ()
+
+
+def test_remembered_validation_keeps_context_apart() -> None:
+    # A national number is valid in a non-US region only with a context word nearby:
+    # the remembered answers for the same value with and without one stay apart.
+    phone = PhoneRecognizer()
+    for _ in range(2):
+        assert phone.validate_cached("020 7946 0958", True) is True
+        assert phone.validate_cached("020 7946 0958", False) is False
