@@ -88,6 +88,8 @@ MIN_SCANNED_INT = 100_000
 #: Per-key value caches hold at most this many results in all.
 _MAX_CACHED = 131_072
 _MAX_CACHED_LEN = 2048
+#: Distinct attribute key sequences remembered (see ``_gather``).
+_MAX_SHAPES = 4096
 
 
 @dataclass(slots=True)
@@ -315,6 +317,7 @@ class SensitiveDataEnricher(Enricher):
         self.scanner: SensitiveDataScanner | None = None
         self._resource_cache: dict[int, tuple[Resource, tuple[Detection, ...]]] = {}
         self._plans: dict[str, _KeyPlan | None] = {}
+        self._shapes: dict[tuple[str, ...], tuple[tuple[int, str, _KeyPlan, bool], ...]] = {}
         self._cached = 0
         self.spans_scanned = 0
         self.values_scanned = 0
@@ -346,9 +349,25 @@ class SensitiveDataEnricher(Enricher):
             plan = _KeyPlan(key in ADDRESS_KEYS, {})
         if len(self._plans) > _MAX_KEYS:
             self._plans.clear()
+            self._shapes.clear()
             self._cached = 0
         self._plans[key] = plan
         return plan
+
+    def _shape(self, keys: tuple[str, ...]) -> tuple[tuple[int, str, _KeyPlan, bool], ...]:
+        """The keys worth a look of attributes with that key sequence: position, key, plan,
+        and whether it holds a network address."""
+        out = []
+        for i, k in enumerate(keys):
+            plan = self._plans.get(k, _UNKNOWN)
+            if plan is _UNKNOWN:
+                plan = self._key_plan(k)
+            if plan is not None:
+                out.append((i, k, plan, plan.address))
+        if len(self._shapes) >= _MAX_SHAPES:
+            self._shapes.clear()
+        shape = self._shapes[keys] = tuple(out)
+        return shape
 
     def _gather(
         self, attrs: Mapping[str, Any], si: int, prefix: str, fixed_dir: str | None,
@@ -359,27 +378,30 @@ class SensitiveDataEnricher(Enricher):
         ``si`` is the span's index in the batch (-1 for a resource). Strings in lists and in
         maps (under their key path, ``user.profile.email``) count, and so do large integers.
         """
-        plans = self._plans
-        for k, v in attrs.items():
+        # Spans of one instrumentation share their attributes' key sequence: one lookup of
+        # it (a C-level tuple build and hash) gives the keys worth a look and their plans,
+        # instead of a plan lookup per key, most of them protocol facts (SKIP_KEYS).
+        keys = tuple(attrs)
+        scan = self._shapes.get(keys)
+        if scan is None:
+            scan = self._shape(keys)
+        values = tuple(attrs.values())  # (by position: cheaper than a lookup by key)
+        for i, k, plan, address in scan:
+            v = values[i]
             tv = type(v)
             if tv is str:
                 if len(v) < 3:
                     continue
-                plan = plans.get(k, _UNKNOWN)
-                if plan is _UNKNOWN:
-                    plan = self._key_plan(k)
-                if plan is None:
+                if address and _PRIVATE_IP.match(v):
+                    # A private peer/client address: only an informational type, never a
+                    # finding, and one per span — not worth a scan. Checked before the cache
+                    # (and not cached): these values rarely repeat, and a miss in a large
+                    # cache costs more than the match.
                     continue
                 hit = plan.cache.get(v)
                 if hit is not None:
                     if hit:
                         found.append((si, prefix + k, fixed_dir or direction_of(k), -1, hit))
-                    continue
-                if plan.address and _PRIVATE_IP.match(v):
-                    # A private peer/client address: only an informational type, never a
-                    # finding, and one per span — not worth a scan.
-                    plan.cache[v] = ()
-                    self._cached += 1
                     continue
                 todo.append((v, k))
                 refs.append((si, prefix, k, fixed_dir, -1, plan))
@@ -392,19 +414,14 @@ class SensitiveDataEnricher(Enricher):
                     continue
                 self._gather({k: str(v)}, si, prefix, fixed_dir, todo, refs, found)
             elif tv is list or tv is tuple:
-                plan = plans.get(k, _UNKNOWN)
-                if plan is _UNKNOWN:
-                    plan = self._key_plan(k)
-                if plan is None:
-                    continue
-                for i, item in enumerate(v):
+                for j, item in enumerate(v):
                     if type(item) is str:
                         if len(item) >= 3:
                             todo.append((item, k))
-                            refs.append((si, prefix, k, fixed_dir, i, plan))
+                            refs.append((si, prefix, k, fixed_dir, j, plan))
                     elif type(item) is int and not -100_000 < item < 100_000:  # MIN_SCANNED_INT
                         todo.append((str(item), k))
-                        refs.append((si, prefix, k, fixed_dir, i, plan))
+                        refs.append((si, prefix, k, fixed_dir, j, plan))
             elif tv is dict:
                 # A map (an OTLP kvlist): its values are scanned under their key path, which is
                 # their context key too (``user.profile.password``) and what redaction follows.
@@ -443,12 +460,20 @@ class SensitiveDataEnricher(Enricher):
 
     def scan_batch(self, batch: Sequence[Span], state: State) -> list[list[Detection] | None]:
         """Detections per span of ``batch`` (``None``: none), with one prefilter call for the batch."""
+        return self._scan_batch(batch, state)[0]
+
+    def _scan_batch(self, batch: Sequence[Span], state: State) -> tuple[list[list[Detection] | None], list[int]]:
+        """:meth:`scan_batch`, and the indices of the spans with a detection, in order."""
         todo: list[tuple[str, str]] = []
         refs: list[_Ref] = []
         found: list[_Found] = []
         gather = self._gather
-        resources: dict[int, Resource] = {}
-        res_of: list[int] = []
+        scan_resource = self.scan_resource
+        # Spans of one resource come together: its (cached) detections are looked up once
+        # per run of spans, and only spans of a resource with some are remembered.
+        last_res: Resource | None = None
+        res_dets: tuple[Detection, ...] = ()
+        with_res: list[tuple[int, tuple[Detection, ...]]] = []
         names = self._key_plan("span.name")
         assert names is not None
         name_cache = names.cache
@@ -468,23 +493,22 @@ class SensitiveDataEnricher(Enricher):
                 for i, ev in enumerate(span.events):
                     if ev.attributes:
                         gather(ev.attributes, si, f"event[{i}]:", TELEMETRY, todo, refs, found)
-            if self.scan_resource:
-                rid = id(span.resource)
-                res_of.append(rid)
-                if rid not in resources:
-                    resources[rid] = span.resource
+            if scan_resource:
+                res = span.resource
+                if res is not last_res:
+                    last_res = res
+                    res_dets = self._resource(res, state)
+                if res_dets:
+                    with_res.append((si, res_dets))
         self._run(todo, refs, found, state)
         per = self._collect_found(found, len(batch))
-        if self.scan_resource:
-            by_res = {rid: self._resource(res, state) for rid, res in resources.items()}
-            for si, rid in enumerate(res_of):
-                dets = by_res[rid]
-                if dets:
-                    out = per[si]
-                    if out is None:
-                        out = per[si] = []
-                    out.extend(dets)
-        return per
+        for si, dets in with_res:
+            out = per[si]
+            if out is None:
+                out = per[si] = []
+            out.extend(dets)
+        hit_spans = sorted({f[0] for f in found}.union(si for si, _d in with_res)) if found or with_res else []
+        return per, hit_spans
 
     def _resource(self, res: Resource, state: State) -> tuple[Detection, ...]:
         hit = self._resource_cache.get(id(res))
@@ -508,13 +532,15 @@ class SensitiveDataEnricher(Enricher):
         facts: SensitiveFacts = state.part("sensitive", SensitiveFacts)
         published = state.batch.sensitive
         agg: dict[tuple[str, Subject], _Agg] = {}
-        per = self.scan_batch(batch, state)
+        per, hit_spans = self._scan_batch(batch, state)
         self.spans_scanned += len(batch)
         # later enrichers see spans without the values found in paths, names, destinations
         replace = batch.__setitem__ if isinstance(batch, list) else None
-        for i, (span, dets) in enumerate(zip(batch, per, strict=True)):
+        for i in hit_spans:
+            dets = per[i]
             if not dets:
                 continue
+            span = batch[i]
             published[span.span_id] = dets
             self._facts_and_findings(span, dets, facts, agg)
             if replace is not None:

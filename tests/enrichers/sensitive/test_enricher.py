@@ -146,6 +146,35 @@ def test_private_peer_addresses_are_skipped_but_public_ones_found(tmp_path: Path
     assert [(d.type, d.where) for d in dets] == [("IP_ADDRESS", "client.address")]
 
 
+def test_spans_sharing_a_key_sequence_are_scanned_by_their_own_values(tmp_path: Path) -> None:
+    # The enricher remembers which keys of a key sequence it looks at: spans with the same
+    # keys (in the same or another order, with strings, lists, maps and large integers)
+    # and spans of interleaved resources still get exactly their own detections.
+    leaky = Resource.from_attributes({"service.name": "shop", "deploy.db_url": "postgres://u:Sup3rS3cret@db/x"})
+    attrs = [
+        {"http.request.method": "GET", "url.path": "/a", "app.note": "mail jane@example.org",
+         "network.peer.address": "10.0.0.1", "app.n": 4111111111111111},
+        {"http.request.method": "GET", "url.path": "/b", "app.note": "nothing here",
+         "network.peer.address": "8.8.4.4", "app.n": 7},
+        {"app.n": ["ssn 536-90-4399", 5], "network.peer.address": "192.168.1.1", "url.path": "/c",
+         "http.request.method": "GET", "app.note": {"email": "bob@example.org"}},
+        {"http.request.method": "GET", "url.path": "/a", "app.note": "mail jane@example.org",
+         "network.peer.address": "10.0.0.1", "app.n": 4111111111111111},
+    ]
+    spans = [make_span(trace_id="a" * 32, span_id=f"{i:016x}", parent_span_id="", resource=leaky if i % 2 else RES,
+                       name="op", kind=SpanKind.INTERNAL, start_ns=1, end_ns=2, attributes=a)
+             for i, a in enumerate(attrs)]
+    state, _ = run(tmp_path, *spans)
+    got = {sid: [(d.type, d.where, d.index) for d in dets] for sid, dets in state.batch.sensitive.items()}
+    db = ("DB_CONNECTION_STRING", "resource:deploy.db_url", -1)
+    assert got == {
+        f"{0:016x}": [("EMAIL_ADDRESS", "app.note", -1), ("CREDIT_CARD", "app.n", -1)],
+        f"{1:016x}": [("IP_ADDRESS", "network.peer.address", -1), db],
+        f"{2:016x}": [("US_SSN", "app.n", 0), ("EMAIL_ADDRESS", "app.note.email", -1)],
+        f"{3:016x}": [("EMAIL_ADDRESS", "app.note", -1), ("CREDIT_CARD", "app.n", -1), db],
+    }
+
+
 def test_route_of_an_untemplated_path_holds_no_detected_value(tmp_path: Path) -> None:
     s = span(SpanKind.SERVER, {"http.request.method": "GET", "url.scheme": "http", "server.address": "shop.example.com",
                                "url.path": "/users/jane.doe@example.org/reset"})
