@@ -191,6 +191,20 @@ _KV_CACHE: dict[bytes, tuple[str, Any]] = {}
 _KV_CACHE_MAX = 20_000
 _KV_KEY_DISTINCT = 512
 _KV_KEY_CACHED: dict[str, int] = {}  # key -> values of it cached since the last clear
+# Attribute keys, one shared string each: every stage looks spans' attributes up by key,
+# and a shared key's hash is computed once (a freshly decoded one would be hashed again
+# by each). Bounded: past the bound new keys are used as decoded.
+_KEYS: dict[str, str] = {}
+_KEYS_MAX = 4096
+
+
+def _key(k: str) -> str:
+    shared = _KEYS.get(k)
+    if shared is None:
+        if len(_KEYS) < _KEYS_MAX:
+            _KEYS[k] = k
+        return k
+    return shared
 
 
 def _decode_kv(b: bytes) -> tuple[str, Any]:
@@ -227,7 +241,7 @@ def _decode_kv_canonical(b: bytes) -> tuple[str, Any] | None:
     if e + 3 > n or b[e] != 0x12 or b[e + 1] > 0x7F or b[e + 1] + e + 2 != n:
         return None
     try:
-        key = b[2:e].decode()
+        key = _key(b[2:e].decode())
         tag = b[e + 2]
         if tag == 0x0A:  # string_value
             if b[e + 3] > 0x7F or b[e + 3] + e + 4 != n:
@@ -280,16 +294,16 @@ def _decode_kv_upb(b: bytes) -> tuple[str, Any] | None:
     v = kv.value
     which = v.WhichOneof("value")
     if which is None:
-        return kv.key, None
+        return _key(kv.key), None
     if which in _SCALARS:
-        return kv.key, getattr(v, which)
+        return _key(kv.key), getattr(v, which)
     return None
 
 
 def _decode_kv_mutable(b: bytes) -> tuple[str, Any]:
     """Arrays and kvlists: decoded every time, never shared through the cache."""
     kv = _parse_kv(b)
-    return kv.key, _any_value(kv.value)
+    return _key(kv.key), _any_value(kv.value)
 
 
 def _attrs_fast(raw: Any) -> dict[str, Any]:

@@ -367,3 +367,22 @@ def test_hand_reader_agrees_with_upb_on_mutated_requests() -> None:
         spans = _same_as_standard(bytes(b))
         outcomes["read" if spans else "refused"] += 1
     assert outcomes["read"] > 20 and outcomes["refused"] > 20  # both paths were exercised
+
+
+def test_attribute_keys_are_shared_strings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keys of values decoded every time (high cardinality) are still one string each, so
+    every stage's lookups by key reuse its hash; bounded."""
+    import collectors.otlp_convert as oc
+
+    monkeypatch.setattr(oc, "_KEYS", {})
+    monkeypatch.setattr(oc, "_KV_KEY_DISTINCT", 0)  # nothing cached: decoded every time
+    keys = []
+    for i in range(3):
+        data = _kv_request([("network.peer.port", AnyValue(int_value=40000 + i))])
+        (key,) = convert_proto(decode_proto(data)).spans[0].attributes
+        keys.append(key)
+    assert keys[0] == "network.peer.port" and keys[0] is keys[1] is keys[2]
+    monkeypatch.setattr(oc, "_KEYS_MAX", len(oc._KEYS))
+    data = _kv_request([("custom.new", AnyValue(string_value="x"))])
+    assert convert_proto(decode_proto(data)).spans[0].attributes == {"custom.new": "x"}
+    assert "custom.new" not in oc._KEYS
