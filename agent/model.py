@@ -844,9 +844,15 @@ def auth_evidence(span: Span) -> tuple[str, ...] | None:
     credential, and ``None`` when there is no evidence either way (no request
     headers captured and no identity attribute): the honest "unknown".
     """
-    schemes: set[str] = set()
     http = span.http
     attrs = span.attributes
+    # most spans carry no source of evidence at all: say so before building anything
+    if http is not None:
+        if not (http.request_headers or http.query or span.enduser_id or http.client_cert):
+            return None
+    elif not span.enduser_id and not has_client_cert(attrs):
+        return None
+    schemes: set[str] = set()
     captured = False
     if http is not None and http.request_headers:
         captured = True

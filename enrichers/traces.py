@@ -38,7 +38,10 @@ _METHOD: Final = 8
 _ROUTE: Final = 9
 _CODE: Final = 10
 _SOURCE: Final = 11
-_KIND_NAMES: dict[int, str] = {int(k): k.name.lower() for k in SpanKind}
+#: keyed by the members (a plain int finds the same entry), so the usual lookup by a
+#: member hits by identity
+_KIND_NAMES: dict[int, str] = {k: k.name.lower() for k in SpanKind}
+_NO_NAMES: dict[str, str] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +206,19 @@ class TraceStoreEnricher(Enricher):
     def __init__(self, config: Config | None = None) -> None:
         sec = config.section("traces") if config is not None else {}
         self.max_traces = int(sec.get("max_traces", 2000))
+        #: method -> route -> "METHOD route": the names of spans named by their route
+        #: template, one shared string each instead of one per span (bounded)
+        self._names: dict[str, dict[str, str]] = {}
+        self._n_names = 0
+
+    def _name(self, method: str, route: str) -> str:
+        """``"METHOD route"``, remembered (see ``_names``)."""
+        if self._n_names >= 4096:
+            self._names.clear()
+            self._n_names = 0
+        self._n_names += 1
+        name = self._names.setdefault(method, {})[route] = f"{method} {route}"
+        return name
 
     def process(self, batch: Sequence[Span], state: State) -> Iterable[Finding]:
         store: TraceStore = state.part("traces", lambda: TraceStore(self.max_traces))
@@ -212,6 +228,7 @@ class TraceStoreEnricher(Enricher):
         endpoints = state.batch.endpoints
         get_ep = endpoints.get
         kind_names = _KIND_NAMES
+        names = self._names
         error = StatusCode.ERROR
         last_tid = ""
         last: list[SpanRow] | None = None  # the rows of the trace of the previous span
@@ -227,7 +244,10 @@ class TraceStoreEnricher(Enricher):
                 if http.route or not http.path:
                     name = span.name
                 elif route:  # the name may carry the raw path (eBPF): use the template
-                    name = f"{method} {route}" if method else route
+                    if not method:
+                        name = route
+                    else:
+                        name = names.get(method, _NO_NAMES).get(route) or self._name(method, route)
                 else:
                     name = method or kind_names[span.kind]
             row = (

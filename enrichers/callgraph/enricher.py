@@ -57,7 +57,6 @@ from agent.model import (
     SpanKind,
     StatusCode,
     auth_evidence,
-    has_client_cert,
     ns_to_iso,
     tls_evidence,
 )
@@ -487,17 +486,6 @@ def _tls(span: Span) -> bool | None:
     return http.tls if http is not None else tls_evidence(span)
 
 
-def _auth(span: Span) -> tuple[str, ...] | None:
-    """:func:`auth_evidence`, skipped when none of its sources is present (most spans)."""
-    http = span.http
-    if http is not None:
-        if not (http.request_headers or http.query or span.enduser_id or http.client_cert):
-            return None
-    elif not span.enduser_id and not has_client_cert(span.attributes):
-        return None
-    return auth_evidence(span)
-
-
 #: One pending span, or several (fan-out, or spans of colliding ids), per key.
 _Waiting = _Pending | list[_Pending]
 
@@ -772,8 +760,8 @@ class CallGraphEnricher(Enricher):
             t2 = _tls(sspan)
             if t2 is not None:
                 tls = t2
-        auth = _auth(cspan)
-        a2 = _auth(sspan)
+        auth = auth_evidence(cspan)
+        a2 = auth_evidence(sspan)
         if auth is None:
             auth = a2
         elif a2 is not None:
@@ -813,7 +801,7 @@ class CallGraphEnricher(Enricher):
             )
         part.counters["immediate"] += 1
         self._emit(cid, sid, ckind, _DATABASE, "database", span, span, None,
-                   endpoints.get(span.span_id), _tls(span), _auth(span))
+                   endpoints.get(span.span_id), _tls(span), auth_evidence(span))
 
     def _client_side(
         self, span: Span, nid: str, kind: NodeKind, endpoints: dict[str, Any], expires: int,
@@ -1102,7 +1090,7 @@ class CallGraphEnricher(Enricher):
             sid, skind = self._virtual(span)
             ctype = connection_type(span) or "http"
         self._emit(p.node, sid, p.kind, skind, ctype, span, span, None, p.endpoint,
-                   _tls(span), _auth(span))
+                   _tls(span), auth_evidence(span))
 
     def _virtual(self, span: Span) -> tuple[str, NodeKind]:
         part = self._part
@@ -1173,7 +1161,7 @@ class CallGraphEnricher(Enricher):
         if not p.keys:
             part.counters["immediate"] += 1
         self._emit(cid, p.node, ckind, p.kind, ctype, span, None, span, p.endpoint,
-                   _tls(span), _auth(span))
+                   _tls(span), auth_evidence(span))
 
     def _caller(self, span: Span) -> tuple[str, NodeKind]:
         part = self._part

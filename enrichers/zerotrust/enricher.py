@@ -210,6 +210,15 @@ def _stamp(path: str) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
+def _count(group: list[Any], ts: int) -> None:
+    """One more call in a group [count, first ts, last ts, ...]."""
+    group[0] += 1
+    if ts < group[1]:
+        group[1] = ts
+    elif ts > group[2]:
+        group[2] = ts
+
+
 class ZeroTrustEnricher(Enricher):
     """See the module docstring. Construct with the agent ``Config`` (or ``None``)."""
 
@@ -234,6 +243,7 @@ class ZeroTrustEnricher(Enricher):
         #: of those, spans with a parent not paired yet: who sent the credential is known only
         #: once the call graph pairs them, so token reuse waits for that call
         self._reuse_deferred: set[str] = set()
+        self._labels: dict[tuple[str, ...], str] = {}  # credential schemes -> auth_label (bounded)
         if self.policy_path and policy is None:
             # A bad policy at start-up is a usage error (PolicyError is a ConfigError).
             self._stamp = _stamp(self.policy_path)
@@ -297,72 +307,21 @@ class ZeroTrustEnricher(Enricher):
             self._checker = TokenChecker(state.secret, self._weak_secrets)
         aggs: dict[tuple[str, str], _Agg] = {}
         hints: set[str] = set()
-        covered: set[str] = set()
-        groups: dict[tuple[Any, ...], list[Any]] = {}
-        sensitive = state.batch.sensitive
-        evaluator = self.evaluator
         all_calls = state.batch.calls
-        calls = all_calls[self._calls_done :]
+        calls = [c for c in all_calls[self._calls_done :] if isinstance(c, Call)]
         self._calls_done = len(all_calls)
-        for call in calls:
-            if not isinstance(call, Call):
-                continue
-            types: set[str] = set()
-            for s in (call.span, call.client_span, call.server_span):  # no list, no set per span
-                if s is None:
-                    continue
-                sid = s.span_id
-                covered.add(sid)
-                if sensitive:
-                    found = sensitive.get(sid)
-                    if found:
-                        types |= _sensitive_types(found)
-            auth = call_auth(call)
-            tls = call_tls(call)
-            if evaluator is not None:
-                ev = evaluator.evaluate(call, types)
-            else:
-                m, r = call_endpoint(call)
-                ev = Evaluation(UNKNOWN, direction_of(call), m, r)
-                if auth is None:
-                    hints.add("auth")
-            hints.update(ev.unknown)
-            # Observations are counted per group of alike calls (most calls of a batch
-            # repeat a few edges and endpoints), once per batch: see _observe.
-            label = auth_label(auth)
-            gk = (call.client, call.server, call.connection_type, call.client_kind, call.server_kind,
-                  ev.direction, ev.method, ev.route, label, tls, ev.verdict,
-                  tuple(v.kind for v in ev.violations) if ev.violations else ())
-            ts = call.span.start_ns
-            g = groups.get(gk)
-            if g is None:
-                groups[gk] = [1, ts, ts, call]
-            else:
-                g[0] += 1
-                if ts < g[1]:
-                    g[1] = ts
-                if ts > g[2]:
-                    g[2] = ts
-            for v in ev.violations:
-                self._add_violation(aggs, call, ev, v)
-            self._check_call_tokens(aggs, part, call)
-        for gk, (n, first_ns, last_ns, call) in groups.items():
-            self._observe(part, call, gk, n, first_ns, last_ns)
-        # Server spans no call covers (no call graph, or not paired yet) still get token checks;
-        # a later call over them is not checked twice for tokens: it is keyed by span below.
-        for span in batch:
-            if span.kind == SpanKind.SERVER and span.span_id not in covered:
-                http = span.http
-                if http is not None and http.request_headers:
-                    if len(self._token_checked) > 100_000:
-                        self._token_checked.clear()
-                        self._reuse_deferred.clear()
-                    self._token_checked.add(span.span_id)
-                    client = http.client_address or http.network_peer_address
-                    defer = bool(span.parent_span_id)  # a caller that has not reported yet
-                    if defer:
-                        self._reuse_deferred.add(span.span_id)
-                    self._check_tokens(aggs, part, span, client, span.service, span.service, reuse=not defer)
+        if self.evaluator is None:
+            due: list[Call] = []
+            groups = self._group_unevaluated(calls, hints, due)
+            # No violations without a policy: the token findings come in call order either way.
+            for call in due:
+                self._check_call_tokens(aggs, part, call)
+        else:
+            groups = self._evaluate(calls, state.batch.sensitive, aggs, part, hints)
+        for n, first_ns, last_ns, call, observed in groups.values():
+            self._observe(part, call, n, first_ns, last_ns, *observed)
+        if batch:
+            self._check_uncovered_tokens(aggs, part, batch, calls)
         out = [a.finding() for a in aggs.values()]
         out.extend(self._hints(part, hints))
         if self._pending:
@@ -370,15 +329,106 @@ class ZeroTrustEnricher(Enricher):
             self._pending = []
         return out
 
-    def _observe(
-        self, part: ZeroTrustState, call: Call, gk: tuple[Any, ...], n: int, first_ns: int, last_ns: int,
-    ) -> None:
-        """Count ``n`` alike calls (``call`` is the first of them) into their edge and endpoint.
+    # Observations are counted per group of alike calls (most calls of a batch repeat a
+    # few edges and endpoints), once per batch: see _observe. A group is
+    # [calls, first start_ns, last start_ns, first call, (direction, method, route,
+    # credential label, tls, verdict, violation kinds)], keyed by the call's edge
+    # and what it observed.
+    def _group_unevaluated(
+        self, calls: list[Call], hints: set[str], due: list[Call],
+    ) -> dict[tuple[Any, ...], list[Any]]:
+        """Group the calls when no policy is in force (every verdict "unknown"); list in
+        ``due`` the calls :meth:`_check_call_tokens` has something to do with (few: a
+        server span checked before, or request headers on either side)."""
+        groups: dict[tuple[Any, ...], list[Any]] = {}
+        get = groups.get
+        labels = self._labels
+        checked = self._token_checked
+        for call in calls:
+            ss = call.server_span
+            if ss is not None and (ss.span_id in checked or (ss.http is not None and ss.http.request_headers)):
+                due.append(call)
+            else:
+                cs = call.client_span
+                if cs is not None and cs.http is not None and cs.http.request_headers:
+                    due.append(call)
+            auth = call.auth
+            if auth is None:
+                auth = call_auth(call)  # evidence of a call not built by the call graph
+            tls = call.tls
+            if tls is None:
+                tls = call_tls(call)
+            ep = call.endpoint
+            if ep is not None and ep.route:  # call_endpoint's first case, inlined (most calls)
+                m, r = ep.method.upper(), ep.route
+            else:
+                m, r = call_endpoint(call)
+            label = "?" if auth is None else labels.get(auth) or self._label(auth)
+            ts = call.span.start_ns
+            # The direction follows from the node kinds: no need to key on it.
+            gk = (call.client, call.server, call.connection_type, call.client_kind, call.server_kind,
+                  m, r, label, tls)
+            g = get(gk)
+            if g is None:
+                if auth is None:
+                    hints.add("auth")
+                groups[gk] = [1, ts, ts, call, (direction_of(call), m, r, label, tls, UNKNOWN, ())]
+            else:
+                _count(g, ts)
+        return groups
 
-        ``gk`` is the group key built in :meth:`_analyse`: the call's edge, direction,
-        method, route, credential label, TLS, verdict and violation kinds.
-        """
-        _c, _s, _t, _ck, _sk, direction, method, route, label, tls, verdict, kinds = gk
+    def _label(self, auth: tuple[str, ...]) -> str:
+        """:func:`auth_label`, remembered per scheme tuple (a few distinct ones, bounded)."""
+        labels = self._labels
+        if len(labels) >= 256:
+            labels.clear()
+        label = labels[auth] = auth_label(auth)
+        return label
+
+    def _evaluate(
+        self, calls: list[Call], sensitive: Mapping[str, Any], aggs: dict[tuple[str, str], _Agg],
+        part: ZeroTrustState, hints: set[str],
+    ) -> dict[tuple[Any, ...], list[Any]]:
+        """Check every call against the policy, and group them (as in :meth:`_group_unevaluated`)."""
+        evaluator = self.evaluator
+        assert evaluator is not None
+        groups: dict[tuple[Any, ...], list[Any]] = {}
+        # The evaluator reads the data types only when the policy has a sensitive section.
+        sensitive = sensitive if evaluator.policy.has_sensitive else {}
+        labels = self._labels
+        for call in calls:
+            types: set[str] = set()
+            if sensitive:
+                for s in (call.span, call.client_span, call.server_span):  # no list, no set per span
+                    if s is not None:
+                        found = sensitive.get(s.span_id)
+                        if found:
+                            types |= _sensitive_types(found)
+            auth = call_auth(call)
+            tls = call_tls(call)
+            ev = evaluator.evaluate(call, types)
+            hints.update(ev.unknown)
+            label = "?" if auth is None else labels.get(auth) or self._label(auth)
+            gk = (call.client, call.server, call.connection_type, call.client_kind, call.server_kind,
+                  ev.direction, ev.method, ev.route, label, tls, ev.verdict,
+                  tuple(v.kind for v in ev.violations) if ev.violations else ())
+            ts = call.span.start_ns
+            g = groups.get(gk)
+            if g is None:
+                groups[gk] = [1, ts, ts, call, gk[5:]]
+            else:
+                _count(g, ts)
+            for v in ev.violations:
+                self._add_violation(aggs, call, ev, v)
+            self._check_call_tokens(aggs, part, call)
+        return groups
+
+    def _observe(
+        self, part: ZeroTrustState, call: Call, n: int, first_ns: int, last_ns: int,
+        direction: str, method: str, route: str, label: str, tls: bool | None, verdict: str,
+        kinds: tuple[str, ...],
+    ) -> None:
+        """Count ``n`` alike calls (``call`` is the first of them) into their edge and endpoint."""
         rec = part.edge(call.client, call.server, call.connection_type,
                         call.client_kind.value, call.server_kind.value, n)
         if rec is None:
@@ -398,6 +448,7 @@ class ZeroTrustEnricher(Enricher):
         for kind in kinds:
             rid = RULE_PREFIX + kind
             rec.rules[rid] = rec.rules.get(rid, 0) + n
+
 
     def _add_violation(self, aggs: dict[tuple[str, str], _Agg], call: Call, ev: Evaluation, v: Violation) -> None:
         host = server_view(call).host if ev.direction == DIRECTION_EGRESS else ""
@@ -430,6 +481,32 @@ class ZeroTrustEnricher(Enricher):
         agg.add(call.span)
 
     # ------------------------------------------------------------------ tokens
+    def _check_uncovered_tokens(
+        self, aggs: dict[tuple[str, str], _Agg], part: ZeroTrustState, batch: Sequence[Span], calls: list[Call],
+    ) -> None:
+        """Token checks of the server spans (with request headers) no call covers: no call
+        graph, or not paired yet. A later call over them is not checked twice for tokens:
+        it is keyed by span (see :meth:`_check_call_tokens`)."""
+        server = SpanKind.SERVER
+        todo = [s for s in batch if s.kind == server and s.http is not None and s.http.request_headers]
+        if not todo:
+            return
+        covered = {s.span_id for c in calls for s in (c.span, c.client_span, c.server_span) if s is not None}
+        for span in todo:
+            if span.span_id in covered:
+                continue
+            http = span.http
+            assert http is not None
+            if len(self._token_checked) > 100_000:
+                self._token_checked.clear()
+                self._reuse_deferred.clear()
+            self._token_checked.add(span.span_id)
+            client = http.client_address or http.network_peer_address
+            defer = bool(span.parent_span_id)  # a caller that has not reported yet
+            if defer:
+                self._reuse_deferred.add(span.span_id)
+            self._check_tokens(aggs, part, span, client, span.service, span.service, reuse=not defer)
+
     def _check_call_tokens(self, aggs: dict[tuple[str, str], _Agg], part: ZeroTrustState, call: Call) -> None:
         if call.server_span is not None and call.server_span.span_id in self._token_checked:
             sid = call.server_span.span_id

@@ -196,7 +196,10 @@ def call_endpoint(call: Call) -> tuple[str, str]:
 def call_auth(call: Call) -> tuple[str, ...] | None:
     if call.auth is not None:
         return call.auth
-    for s in (call.server_span, call.client_span, call.span):
+    # auth_evidence of each side (it answers None at once for spans without a source of
+    # evidence); call.span is one of the two sides for the call graph's calls.
+    ss, cs, span = call.server_span, call.client_span, call.span
+    for s in (ss, cs) if span is ss or span is cs else (ss, cs, span):
         if s is not None:
             ev = auth_evidence(s)
             if ev is not None:
