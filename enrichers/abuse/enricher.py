@@ -212,12 +212,13 @@ class AbuseEnricher(Enricher):
                     host = ssrf.outbound_host(span)
                     if not host:
                         continue
-                edge = edges.get((span.service, host))
+                svc = span.resource.service_name  # Span.service, without the property call
+                edge = edges.get((svc, host))
                 if edge is None:
-                    edge = edges[(span.service, host)] = self._edge(span.service, host.lower())
+                    edge = edges[(svc, host)] = self._edge(svc, host.lower())
                 eref, external = edge
                 tid = span.trace_id
-                facts = add_outbound(tid, (span.service, eref.edge_server, span.span_id), ts)
+                facts = add_outbound(tid, (svc, eref.edge_server, span.span_id), ts)
                 if facts is not None and facts.url_params:
                     ssrf.match(tid, facts, sink, ts)
                 if http.scheme == "http" or http.url.startswith("http://"):

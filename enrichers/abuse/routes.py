@@ -136,8 +136,8 @@ def object_id(info: RouteInfo, path: str) -> str:
     """The value of the last parameter of ``info`` in the raw ``path`` ("" if none)."""
     if not info.params or not path:
         return ""
-    segs = path.split("/")
     idx = info.params[-1][0]
+    segs = path.split("/", idx + 1)  # segment idx is whole; the rest is not split
     if idx < len(segs):
         return segs[idx]
     return ""

@@ -176,14 +176,29 @@ def _factorize(values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
     return codes.astype(np.int32), np.asarray(uni, dtype=object)
 
 
+def _sizes(values: list[int | None]) -> np.ndarray:
+    """Response sizes as int64, None -> -1 (as through float64: NaN -> -1, then truncated)."""
+    try:
+        # Integers straight to int64: half the cost of the float64 round trip below.
+        size = np.array([-1 if v is None else v for v in values], dtype=np.int64)
+    except (OverflowError, TypeError, ValueError):
+        size = None
+    if size is None or (len(size) and (size.max() > 2**53 or size.min() < -(2**53))):
+        # Bad input (NaN, huge or non-integral values): the float64 path, whose rounding
+        # and clipping the window statistics always had.
+        f = np.array(values, dtype=np.float64)  # None -> NaN
+        f[np.isnan(f)] = -1
+        size = f.astype(np.int64)
+    return size
+
+
 def _compact(r: Rows) -> _Chunk:
     ts = np.array(r.ts, dtype=np.int64)
     dur = np.maximum(np.array(r.end, dtype=np.int64) - ts, 0) / 1e6
     ep, ep_uni = _factorize(r.ep)
     who, who_uni = _factorize(r.who)  # Principals hash by identity: cheap
     oid, oid_uni = _factorize(r.oid)
-    size = np.array(r.size, dtype=np.float64)  # None -> NaN
-    size[np.isnan(size)] = -1
+    size = _sizes(r.size)
     # Out-of-range numbers from bad input are clipped, never an error.
     status = np.clip(np.array(r.status, dtype=np.float64), -1, 2**31 - 1).astype(np.int32)
     group = pd.Series(ep.astype(np.int64) * max(len(who_uni), 1) + who, copy=False)
@@ -191,5 +206,5 @@ def _compact(r: Rows) -> _Chunk:
     tr = r.trace
     trace = [tr[i] for i in keep.tolist()]
     nz = np.array([bool(t) for t in trace], dtype=bool) if trace else np.zeros(0, dtype=bool)
-    return _Chunk(ts, dur, status, size.astype(np.int64), ep, ep_uni, who, who_uni, oid, oid_uni,
+    return _Chunk(ts, dur, status, size, ep, ep_uni, who, who_uni, oid, oid_uni,
                   keep[nz].astype(np.int64), [t for t, k in zip(trace, nz, strict=True) if k])

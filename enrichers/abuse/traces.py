@@ -30,6 +30,15 @@ class TraceFacts:
     matched: set[str] = field(default_factory=set)
 
 
+#: One outbound call (service, host, span id), or several.
+_Out = tuple[str, str, str] | tuple[tuple[str, str, str], ...]
+
+
+def _calls(out: _Out) -> tuple[tuple[str, str, str], ...]:
+    """The calls of a stored outbound entry (one call is stored unwrapped)."""
+    return (out,) if type(out[0]) is str else out  # type: ignore[return-value]
+
+
 class TraceBuffer:
     """Bounded, expiring map of trace id to :class:`TraceFacts` (plus bare outbound calls)."""
 
@@ -38,8 +47,10 @@ class TraceBuffer:
         self.ttl_ns = ttl_ns
         self._cur: dict[str, TraceFacts] = {}
         self._prev: dict[str, TraceFacts] = {}
-        self._out: dict[str, tuple[tuple[str, str, str], ...]] = {}
-        self._out_prev: dict[str, tuple[tuple[str, str, str], ...]] = {}
+        #: Outbound calls of traces without facts: the one call itself, or a tuple of calls
+        #: (most traces have one; see :func:`_calls`).
+        self._out: dict[str, _Out] = {}
+        self._out_prev: dict[str, _Out] = {}
         self._gen_start = 0
         self.evicted = 0
 
@@ -56,7 +67,7 @@ class TraceBuffer:
             f = TraceFacts(ts)
             out = self._out.get(trace_id) or self._out_prev.get(trace_id)
             if out:
-                f.outbound.extend(out)
+                f.outbound.extend(_calls(out))
             self._cur[trace_id] = f
             self._maybe_rotate(ts)
         return f
@@ -71,15 +82,18 @@ class TraceBuffer:
                 if len(f.outbound) < 32:
                     f.outbound.append(item)
                 return f
-        # Tuples of strings, not lists: the garbage collector untracks them.
+        # Tuples of strings, not lists: the garbage collector untracks them. A trace's first
+        # call is stored as it is (no wrapping tuple per span); a second one makes a tuple.
         outs = self._out
         out = outs.get(trace_id)
         if out is None:
-            outs[trace_id] = (item,)
+            outs[trace_id] = item
             if ts - self._gen_start >= self.ttl_ns or len(self._cur) + len(outs) > self.max_traces:
                 self._maybe_rotate(ts)
-        elif len(out) < 32:
-            outs[trace_id] = (*out, item)
+        else:
+            calls = _calls(out)
+            if len(calls) < 32:
+                outs[trace_id] = (*calls, item)
         return None
 
     def _maybe_rotate(self, ts: int) -> None:
