@@ -24,6 +24,8 @@ class EndpointRef:
     info: RouteInfo
     #: Set for call-graph edges (outbound calls from ``service`` to this host).
     edge_server: str = ""
+    #: The key's code in the enricher's endpoint :class:`~enrichers.abuse.rows.Codebook`.
+    code: int = -1
 
     def subject(self, client: str = "", **extra: str) -> Subject:
         if self.edge_server:

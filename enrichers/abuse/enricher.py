@@ -43,10 +43,10 @@ from enrichers.abuse import (
 from enrichers.abuse.baselines import AbuseState
 from enrichers.abuse.context import EndpointRef, Request
 from enrichers.abuse.findings import FindingSink, Rule
-from enrichers.abuse.identity import NOBODY, Identifier
+from enrichers.abuse.identity import MAX_CACHED, NOBODY, Identifier
 from enrichers.abuse.properties import WRITE_METHODS, check_mass_assignment
 from enrichers.abuse.routes import RouteInfo, object_id, path_user, route_info, template_path
-from enrichers.abuse.rows import CHUNK, Rows
+from enrichers.abuse.rows import CHUNK, Codebook, Rows
 from enrichers.abuse.settings import AbuseSettings
 from enrichers.abuse.windows import WindowFrame, build_frame, update_baselines
 from enrichers.base import Enricher
@@ -85,6 +85,8 @@ class AbuseEnricher(Enricher):
         self.settings = AbuseSettings.from_section(section)
         self.internal_domains = tuple(internal_hosts(config)[0])
         self._eps: dict[str, EndpointRef] = {}
+        #: Endpoint keys by the code of their EndpointRef (the rows' ``ep`` column).
+        self._ep_book = Codebook()
         self._infos: dict[str, RouteInfo] = {}
         self._identifier: Identifier | None = None
         self._foreign = bola.ForeignObjectTracker()
@@ -114,24 +116,28 @@ class AbuseEnricher(Enricher):
             info = self._infos[route] = route_info(route)
         return info
 
-    def _endpoint(self, service: str, method: str, route: str) -> EndpointRef:
+    def _endpoint(self, st: AbuseState, service: str, method: str, route: str) -> EndpointRef:
         key = f"{service} {method} {route}"
         ref = self._eps.get(key)
         if ref is None:
             if len(self._eps) > 50_000:
-                self._forget_endpoints()
-            ref = self._eps[key] = EndpointRef(key, service, method, route, self._info(route))
+                self._forget_endpoints(st)
+            ref = self._eps[key] = EndpointRef(
+                key, service, method, route, self._info(route), code=self._ep_book.add(key)
+            )
         self._refs[(service, method, route)] = ref
         return ref
 
-    def _edge(self, service: str, host: str) -> tuple[EndpointRef, bool]:
+    def _edge(self, st: AbuseState, service: str, host: str) -> tuple[EndpointRef, bool]:
         """The call-graph edge ``service -> host`` and whether the host is external."""
         key = f"edge:{service}->{host}"
         ref = self._eps.get(key)
         if ref is None:
             if len(self._eps) > 50_000:
-                self._forget_endpoints()
-            ref = self._eps[key] = EndpointRef(key, service, "", "", _EDGE_INFO, edge_server=host)
+                self._forget_endpoints(st)
+            ref = self._eps[key] = EndpointRef(
+                key, service, "", "", _EDGE_INFO, edge_server=host, code=self._ep_book.add(key)
+            )
         return ref, unsafe_consumption.is_external_host(host, self.internal_domains)
 
     def _stale(self, now: float) -> bool:
@@ -143,9 +149,11 @@ class AbuseEnricher(Enricher):
             return True
         return False
 
-    def _forget_endpoints(self) -> None:
+    def _forget_endpoints(self, st: AbuseState) -> None:
         # Bounded caches: open windows resolve their endpoint keys through _eps, so a
         # window that straddles this loses its window findings once (counted nowhere).
+        _compact_open(st)  # the pending rows' endpoint codes are about to go
+        self._ep_book.reset()
         self._eps.clear()
         self._refs.clear()
         self._edges.clear()
@@ -164,7 +172,8 @@ class AbuseEnricher(Enricher):
             lo = win * hop
         rows = st.rows.get(win)
         if rows is None:
-            rows = st.rows[win] = Rows()
+            assert self._identifier is not None  # made by process() before any row
+            rows = st.rows[win] = Rows(self._ep_book, self._identifier.book)
         return rows, lo, (win + 1) * hop
 
     # ------------------------------------------------------------------ process
@@ -174,6 +183,10 @@ class AbuseEnricher(Enricher):
         if self._identifier is None:
             self._identifier = Identifier(state.secret)
         ident = self._identifier
+        if len(ident.book) > MAX_CACHED:
+            # Bounded: the book keeps every Principal made since the last time.
+            _compact_open(st)
+            ident.forget()
         sink = FindingSink()
         endpoints = state.batch.endpoints
         callers: dict[str, str] = {}
@@ -192,6 +205,7 @@ class AbuseEnricher(Enricher):
         headers_seen = st.headers_seen
         suspicious = self._suspicious.search
         add_outbound = st.traces.add_outbound
+        nobody = NOBODY.code
         lo = hi = 0
         a_ts = a_end = a_ep = a_who = a_st = a_sz = a_oid = a_tr = _no_append
         for span in batch:
@@ -215,7 +229,7 @@ class AbuseEnricher(Enricher):
                 svc = span.resource.service_name  # Span.service, without the property call
                 edge = edges.get((svc, host))
                 if edge is None:
-                    edge = edges[(svc, host)] = self._edge(svc, host.lower())
+                    edge = edges[(svc, host)] = self._edge(st, svc, host.lower())
                 eref, external = edge
                 tid = span.trace_id
                 facts = add_outbound(tid, (svc, eref.edge_server, span.span_id), ts)
@@ -227,12 +241,13 @@ class AbuseEnricher(Enricher):
                         unsafe_consumption.check_plaintext_third_party(
                             span, eref.edge_server, sk, self.internal_domains, sink
                         )
+                size = http.response_body_size
                 a_ts(ts)
                 a_end(span.end_ns)
-                a_ep(eref.key)
-                a_who(NOBODY)
+                a_ep(eref.code)
+                a_who(nobody)
                 a_st(http.status_code)
-                a_sz(http.response_body_size)
+                a_sz(-1 if size is None else size)
                 a_oid("")
                 a_tr(tid)
                 continue
@@ -248,17 +263,17 @@ class AbuseEnricher(Enricher):
                 rk = (span.service, http.method or "?", http.route or template_path(http.path))
             ref = refs.get(rk)
             if ref is None:
-                ref = self._endpoint(*rk)
+                ref = self._endpoint(st, *rk)
             info = ref.info
             who = ident.identify(span, http, callers.get(span.span_id, "") if callers else "")
             status = http.status_code
             size = http.response_body_size
             a_ts(ts)
             a_end(span.end_ns)
-            a_ep(ref.key)
-            a_who(who)
+            a_ep(ref.code)
+            a_who(who.code)
             a_st(status)
-            a_sz(size)
+            a_sz(-1 if size is None else size)
             a_oid(object_id(info, http.path) if info.params else "")
             a_tr(span.trace_id)
             # Per-request checks, each behind a cheap precondition; the Request is built
@@ -455,6 +470,12 @@ class AbuseEnricher(Enricher):
         return sink.drain()
 
 
+
+
+def _compact_open(st: AbuseState) -> None:
+    """Compact the pending rows of every open sub-window (before a code book resets)."""
+    for rows in st.rows.values():
+        rows.compact()
 
 
 class _CountOnce(FindingSink):

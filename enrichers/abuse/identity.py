@@ -19,6 +19,7 @@ from functools import lru_cache
 import orjson
 
 from agent.model import API_KEY_HEADERS, HttpView, Span
+from enrichers.abuse.rows import Codebook
 
 _BROWSER_MARKS = ("mozilla/", "safari/", "chrome/", "firefox/", "edg/")
 _HEADLESS_MARKS = (
@@ -56,6 +57,9 @@ class Principal:
     public: bool = False
     #: The caller is a known service or the client address is a private one.
     internal: bool = False
+    #: Its code in the :class:`Identifier`'s :class:`~enrichers.abuse.rows.Codebook` (rows
+    #: keep the code; 0 is :data:`NOBODY`).
+    code: int = 0
 
 
 #: The "client" of an outbound call's row (edges have no client).
@@ -98,15 +102,29 @@ _INTERNAL_NETS = tuple(
 )
 
 
+#: :data:`_INTERNAL_NETS` as (network, netmask) integers by IP version: ``ip in net``
+#: (same version, masked address equals the network) without ~0.3 us of method calls each.
+_INTERNAL_RANGES = {
+    v: tuple((int(n.network_address), int(n.netmask)) for n in _INTERNAL_NETS if n.version == v) for v in (4, 6)
+}
+
+
 @lru_cache(maxsize=65536)
-def is_internal_ip(addr: str) -> bool:
-    """A private, loopback or link-local address (inside the organisation's network).
-    Documentation and other special ranges are neither internal nor public."""
+def address_facts(addr: str) -> tuple[bool, bool]:
+    """:func:`is_internal_ip` and :func:`is_public_ip` of ``addr``, parsing it once."""
     try:
         ip = ipaddress.ip_address(addr)
     except ValueError:
-        return False
-    return any(ip in n for n in _INTERNAL_NETS)
+        return False, False
+    x = int(ip)
+    internal = any(x & mask == net for net, mask in _INTERNAL_RANGES[ip.version])
+    return internal, not addr.startswith(_PRIVATE_PREFIXES) and ip.is_global
+
+
+def is_internal_ip(addr: str) -> bool:
+    """A private, loopback or link-local address (inside the organisation's network).
+    Documentation and other special ranges are neither internal nor public."""
+    return address_facts(addr)[0]
 
 
 @lru_cache(maxsize=65536)
@@ -160,9 +178,17 @@ class Identifier:
         #: batch; a gateway's internal API key identifies it in the other spans too, so it
         #: is not mistaken for one client sending everybody's requests.
         self._service_keys: dict[str, str] = {}
+        #: Every Principal made (code -> Principal), for the rows: see :meth:`forget`.
+        self.book = Codebook(NOBODY)
 
     def __len__(self) -> int:
         return len(self._cache)
+
+    def forget(self) -> None:
+        """Empty the cache and the code book (the caller compacts every pending row first).
+        The book keeps each Principal made until then, also those the cache let go."""
+        self._cache.clear()
+        self.book.reset()
 
     def identify(self, span: Span, http: HttpView, caller: str = "") -> Principal:
         """The (cached) :class:`Principal` of a server span."""
@@ -250,12 +276,16 @@ class Identifier:
             client = "ua:" + keyed_hash(self.secret, http.user_agent, 8)
         else:
             client = "anonymous"
-        internal = bool(caller) or is_internal_ip(http.client_address)
+        addr_internal, public = address_facts(http.client_address)
+        internal = bool(caller) or addr_internal
         uac = ua_class(http.user_agent)
         if uac == "tool" and internal:
             uac = "service"
-        return Principal(
+        book = self.book
+        who = Principal(
             client=client, principal=principal, has_credentials=has, token_hash=token_hash,
             uac=uac, auth=-1 if has is None else int(has),
-            public=is_public_ip(http.client_address), internal=internal,
+            public=public, internal=internal, code=book.next_code,
         )
+        book.add(who)
+        return who

@@ -1,10 +1,13 @@
 """Columnar per-request buffers, collected per window and aggregated once per window.
 
 The per-span path appends each field of a request to its column list (no
-tuple, no dict, no object per span): start and end time, the endpoint key, the
-cached :class:`~enrichers.abuse.identity.Principal` (client, user-agent class
-and credentials in one shared object), status, response size, object id and
-trace id. Every :data:`CHUNK` rows the lists are compacted into numpy arrays:
+tuple, no dict, no object per span): start and end time, the endpoint's code,
+the code of the cached :class:`~enrichers.abuse.identity.Principal` (client,
+user-agent class and credentials in one shared object), status, response size
+(-1 for none), object id and trace id. Endpoints and principals are numbered
+once, when their cached object is made, in a :class:`Codebook` (code -> value),
+so the pending columns hold small integers and compaction factorises integers,
+not objects. Every :data:`CHUNK` rows the lists are compacted into numpy arrays:
 numbers as machine integers, the endpoint, client and object id as integer
 codes into a chunk's distinct values, and trace ids only for the first few
 requests of each endpoint and client (samples for findings). A compacted row
@@ -29,6 +32,40 @@ COLUMNS = ("ts", "ep", "client", "status", "dur", "size", "oid", "uac", "auth", 
 CHUNK = 32_768
 #: Trace ids kept per endpoint and client in a chunk (samples for findings).
 TRACES_PER_GROUP = 5
+
+
+class Codebook:
+    """Values numbered in the order they were added: the code of a value is its position.
+
+    The owner numbers each distinct value once (an endpoint's or a principal's cached
+    object keeps its code), rows keep codes until compaction maps them back to values.
+    :meth:`reset` empties the book in place (the rows hold on to it): every row still
+    pending must be compacted before, and the owner must forget the objects that carry
+    old codes.
+    """
+
+    __slots__ = ("values", "fixed")
+
+    def __init__(self, *fixed: Any) -> None:
+        #: Values that keep their codes 0, 1, ... across resets.
+        self.fixed = len(fixed)
+        self.values: list[Any] = list(fixed)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def add(self, value: Any) -> int:
+        """Append ``value``; returns its code."""
+        self.values.append(value)
+        return len(self.values) - 1
+
+    @property
+    def next_code(self) -> int:
+        """The code the next :meth:`add` returns."""
+        return len(self.values)
+
+    def reset(self) -> None:
+        del self.values[self.fixed:]
 
 
 @dataclass(slots=True)
@@ -62,20 +99,25 @@ class _Chunk:
 class Rows:
     """The requests of one open window: column lists plus compacted chunks."""
 
-    __slots__ = ("ts", "end", "ep", "who", "status", "size", "oid", "trace", "chunks", "compacted", "codes")
+    __slots__ = ("ts", "end", "ep", "who", "status", "size", "oid", "trace", "chunks", "compacted", "codes",
+                 "ep_book", "who_book")
 
-    def __init__(self) -> None:
+    def __init__(self, ep_book: Codebook | None = None, who_book: Codebook | None = None) -> None:
+        """``ep_book`` and ``who_book`` resolve the pending endpoint and principal codes
+        (needed only by rows that are appended to)."""
         self.ts: list[int] = []
         self.end: list[int] = []
-        self.ep: list[str] = []
-        self.who: list[Any] = []
+        self.ep: list[int] = []  # codes in ep_book (endpoint keys)
+        self.who: list[int] = []  # codes in who_book (Principals)
         self.status: list[int] = []
-        self.size: list[int | None] = []
+        self.size: list[int] = []  # -1: no size
         self.oid: list[str] = []
         self.trace: list[str] = []
         self.chunks: list[_Chunk] = []
         self.compacted = 0
         self.codes: Codes | None = None
+        self.ep_book = ep_book
+        self.who_book = who_book
 
     def __len__(self) -> int:
         return len(self.ts) + self.compacted
@@ -87,7 +129,7 @@ class Rows:
 
     def appenders(self) -> tuple[Any, ...]:
         """The ``append`` methods of the columns, in the order of the slots above
-        (valid until the next :meth:`compact`)."""
+        (:meth:`compact` empties the lists in place: they stay valid)."""
         return (self.ts.append, self.end.append, self.ep.append, self.who.append, self.status.append,
                 self.size.append, self.oid.append, self.trace.append)
 
@@ -96,8 +138,8 @@ class Rows:
         if self.ts:
             self.chunks.append(_compact(self))
             self.compacted += len(self.ts)
-            self.ts, self.end, self.ep, self.who = [], [], [], []
-            self.status, self.size, self.oid, self.trace = [], [], [], []
+            for col in (self.ts, self.end, self.ep, self.who, self.status, self.size, self.oid, self.trace):
+                col.clear()
 
     @classmethod
     def joined(cls, parts: list[Rows]) -> Rows:
@@ -176,17 +218,44 @@ def _factorize(values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
     return codes.astype(np.int32), np.asarray(uni, dtype=object)
 
 
-def _sizes(values: list[int | None]) -> np.ndarray:
-    """Response sizes as int64, None -> -1 (as through float64: NaN -> -1, then truncated)."""
+def _decode(codes: list[int], book: Codebook | None) -> tuple[np.ndarray, np.ndarray]:
+    """Book codes -> chunk codes (first-appearance order) and the chunk's distinct values.
+    One value has one code while rows are pending (see :class:`Codebook`), so this is
+    :func:`_factorize` of the values, at the price of factorising integers."""
+    if not codes:
+        return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=object)
+    assert book is not None  # rows that were appended to have their books
+    local, uni = pd.factorize(np.array(codes, dtype=np.int64))
+    values = book.values
+    # fromiter: no sequence probing of each value (what np.array/slice assignment do).
+    out = np.fromiter([values[c] for c in uni.tolist()], dtype=object, count=len(uni))
+    return local.astype(np.int32), out
+
+
+def _first_of_groups(group: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the first ``k`` rows of each group value, ascending (a numpy
+    ``groupby(...).cumcount() < k`` without pandas' fixed cost)."""
+    n = len(group)
+    if not n:
+        return np.zeros(0, dtype=np.int64)
+    order = np.argsort(group, kind="stable")
+    g = group[order]
+    starts = np.flatnonzero(np.concatenate(([True], g[1:] != g[:-1])))
+    rank = np.arange(n) - np.repeat(starts, np.diff(np.append(starts, n)))  # cumcount, sorted
+    return np.sort(order[rank < k])
+
+
+def _sizes(values: list[int]) -> np.ndarray:
+    """Response sizes as int64 (-1: none; as through float64, then truncated)."""
     try:
         # Integers straight to int64: half the cost of the float64 round trip below.
-        size = np.array([-1 if v is None else v for v in values], dtype=np.int64)
+        size = np.array(values, dtype=np.int64)
     except (OverflowError, TypeError, ValueError):
         size = None
     if size is None or (len(size) and (size.max() > 2**53 or size.min() < -(2**53))):
         # Bad input (NaN, huge or non-integral values): the float64 path, whose rounding
         # and clipping the window statistics always had.
-        f = np.array(values, dtype=np.float64)  # None -> NaN
+        f = np.array(values, dtype=np.float64)
         f[np.isnan(f)] = -1
         size = f.astype(np.int64)
     return size
@@ -195,16 +264,16 @@ def _sizes(values: list[int | None]) -> np.ndarray:
 def _compact(r: Rows) -> _Chunk:
     ts = np.array(r.ts, dtype=np.int64)
     dur = np.maximum(np.array(r.end, dtype=np.int64) - ts, 0) / 1e6
-    ep, ep_uni = _factorize(r.ep)
-    who, who_uni = _factorize(r.who)  # Principals hash by identity: cheap
+    ep, ep_uni = _decode(r.ep, r.ep_book)
+    who, who_uni = _decode(r.who, r.who_book)
     oid, oid_uni = _factorize(r.oid)
     size = _sizes(r.size)
     # Out-of-range numbers from bad input are clipped, never an error.
     status = np.clip(np.array(r.status, dtype=np.float64), -1, 2**31 - 1).astype(np.int32)
-    group = pd.Series(ep.astype(np.int64) * max(len(who_uni), 1) + who, copy=False)
-    keep = np.flatnonzero(group.groupby(group, sort=False).cumcount().to_numpy() < TRACES_PER_GROUP)
+    keep = _first_of_groups(ep.astype(np.int64) * max(len(who_uni), 1) + who, TRACES_PER_GROUP)
     tr = r.trace
     trace = [tr[i] for i in keep.tolist()]
-    nz = np.array([bool(t) for t in trace], dtype=bool) if trace else np.zeros(0, dtype=bool)
-    return _Chunk(ts, dur, status, size, ep, ep_uni, who, who_uni, oid, oid_uni,
-                  keep[nz].astype(np.int64), [t for t, k in zip(trace, nz, strict=True) if k])
+    if not all(trace):  # drop the rows without a trace id
+        sel = [j for j, t in enumerate(trace) if t]
+        keep, trace = keep[sel], [trace[j] for j in sel]
+    return _Chunk(ts, dur, status, size, ep, ep_uni, who, who_uni, oid, oid_uni, keep.astype(np.int64), trace)
