@@ -48,3 +48,18 @@ async def test_findings_screen_shows_one_row_per_incident(agent: Agent, tmp_path
         screen.query_one("#filter").value = "127.0.0.1"
         await wait_for(pilot, lambda: table.row_count == 1)
         assert table.selected_key == ids["gateway"]
+
+
+async def test_overview_top_findings_list_incidents(agent: Agent, tmp_path: Path) -> None:
+    add_shop_incidents(agent.state)
+    client = ApiClient(f"http://127.0.0.1:{agent.api_port}")
+    app = ApiwardApp(client, poll_interval=30.0, export_dir=tmp_path, source="agent")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await loaded(pilot)
+        await shows(pilot, "+2 hops")  # the overview is the first screen
+        text = screen_text(app)
+        top = text[text.index("Top open findings"):]
+        # the flood's three hops are one row, at its root: the other hops are not listed
+        assert "+2 hops gateway GET /api/orders/{order_id}" in top
+        assert "orders GET /orders/{order_id}" not in top
+        assert "gateway -> 127.0.0.1" not in top

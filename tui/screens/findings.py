@@ -56,12 +56,12 @@ def state_of(f: dict[str, Any]) -> Text:
     return Text("open", style="bold")
 
 
-def subject_cell(f: dict[str, Any]) -> Text:
+def subject_cell(f: dict[str, Any], style: str = "") -> Text:
     """The subject of an incident's root, after the number of its other hops (first, so
     that a narrow column never cuts it off)."""
     n = len(hops_of(f))
     cell = Text(f"+{n} hop{'s' if n > 1 else ''} ", style="bold") if n else Text()
-    cell.append(safe(subject_label(f)))
+    cell.append(safe(subject_label(f)), style=style)
     return cell
 
 

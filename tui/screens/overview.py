@@ -20,10 +20,10 @@ from tui.data import (
     fmt_rate,
     num,
     severity_of,
-    subject_label,
 )
 from tui.redact import safe
 from tui.screens.base import ApiwardScreen
+from tui.screens.findings import subject_cell
 
 
 def _bars(counts: Sequence[tuple[str, int, str]], width: int = 14) -> Table:
@@ -116,8 +116,10 @@ class OverviewScreen(ApiwardScreen):
         )
         self.query_one("#health", Static).update(self._health(stats))
 
+        # one row per incident (a request's findings at several hops), as on the findings screen
         top = sorted(
-            open_, key=lambda f: (SEVERITY_RANK[severity_of(f)], -num(f.get("count"))),
+            open_findings(snapshot.incidents) if snapshot.incidents else open_,
+            key=lambda f: (SEVERITY_RANK[severity_of(f)], -num(f.get("count"))),
         )[:12]
         table = Table(box=None, show_header=False, pad_edge=False, expand=True)
         table.add_column(no_wrap=True, width=8)
@@ -129,7 +131,7 @@ class OverviewScreen(ApiwardScreen):
             table.add_row(
                 Text(sev, style=SEVERITY_STYLE[sev]),
                 safe(f.get("title") or f.get("rule") or "?"),
-                Text(safe(subject_label(f)), style="dim"),
+                subject_cell(f, style="dim"),
                 f"×{fmt_int(f.get('count') or 1)}",
             )
         if not top:
