@@ -454,7 +454,6 @@ _T_STATUS: Final = 0x7A  # 15, Status
 _T_FLAGS: Final = 0x85  # 16, fixed32: two tag bytes, 0x85 0x01
 
 
-
 def _u64(b: bytes, i: int) -> int:
     """Little-endian fixed64 at ``i`` (bounds checked by the caller)."""
     return (
@@ -472,7 +471,7 @@ def _varint(b: bytes, i: int, n: int) -> tuple[int, int]:
         i += 1
         v |= (c & 0x7F) << shift
         if c < 0x80:
-            return (v, i) if shift < 63 or v < 1 << 64 else (-1, n)
+            return (v, i) if v < 1 << 64 else (-1, n)
         shift += 7
         if shift > 63:
             return -1, n
@@ -482,8 +481,8 @@ def _varint(b: bytes, i: int, n: int) -> tuple[int, int]:
 def _span_fast(b: bytes, resource: Resource, scope_name: str, source: str) -> Span | None:
     """One encoded span read by hand, or ``None`` to let upb read it.
 
-    Takes the encoding every SDK writes: known fields, each singular field and the
-    status at most once. Anything else (unknown fields, invalid UTF-8, truncation,
+    Takes the encoding every SDK writes: known fields (a repeated singular field: the
+    last wins, as in upb), the status at most once. Anything else (unknown fields, invalid UTF-8, truncation,
     an out-of-range enum, ids to reject) returns ``None``, and :func:`_span_upb`
     reads the span with upb's rules and messages, so nothing is read differently.
     """

@@ -127,15 +127,8 @@ def is_internal_ip(addr: str) -> bool:
     return address_facts(addr)[0]
 
 
-@lru_cache(maxsize=65536)
 def is_public_ip(addr: str) -> bool:
-    if addr.startswith(_PRIVATE_PREFIXES) or not addr:
-        return False
-    try:
-        ip = ipaddress.ip_address(addr)
-    except ValueError:
-        return False
-    return ip.is_global
+    return address_facts(addr)[1]
 
 
 def _jwt_sub(token: str) -> str:

@@ -480,12 +480,6 @@ class _Pending:
         return self.span.trace_id
 
 
-def _tls(span: Span) -> bool | None:
-    """:func:`tls_evidence`: an HTTP span's is worked out when it is built."""
-    http = span.http
-    return http.tls if http is not None else tls_evidence(span)
-
-
 #: One pending span, or several (fan-out, or spans of colliding ids), per key.
 _Waiting = _Pending | list[_Pending]
 
@@ -755,9 +749,9 @@ class CallGraphEnricher(Enricher):
             ctype = self._ctype(cspan, sspan, skind)
         # Evidence of both sides: TLS (True wins, False beats unknown) and the union
         # of the authentication schemes.
-        tls = _tls(cspan)
+        tls = tls_evidence(cspan)
         if tls is not True:
-            t2 = _tls(sspan)
+            t2 = tls_evidence(sspan)
             if t2 is not None:
                 tls = t2
         auth = auth_evidence(cspan)
@@ -801,7 +795,7 @@ class CallGraphEnricher(Enricher):
             )
         part.counters["immediate"] += 1
         self._emit(cid, sid, ckind, _DATABASE, "database", span, span, None,
-                   endpoints.get(span.span_id), _tls(span), auth_evidence(span))
+                   endpoints.get(span.span_id), tls_evidence(span), auth_evidence(span))
 
     def _client_side(
         self, span: Span, nid: str, kind: NodeKind, endpoints: dict[str, Any], expires: int,
@@ -1090,7 +1084,7 @@ class CallGraphEnricher(Enricher):
             sid, skind = self._virtual(span)
             ctype = connection_type(span) or "http"
         self._emit(p.node, sid, p.kind, skind, ctype, span, span, None, p.endpoint,
-                   _tls(span), auth_evidence(span))
+                   tls_evidence(span), auth_evidence(span))
 
     def _virtual(self, span: Span) -> tuple[str, NodeKind]:
         part = self._part
@@ -1161,7 +1155,7 @@ class CallGraphEnricher(Enricher):
         if not p.keys:
             part.counters["immediate"] += 1
         self._emit(cid, p.node, ckind, p.kind, ctype, span, None, span, p.endpoint,
-                   _tls(span), auth_evidence(span))
+                   tls_evidence(span), auth_evidence(span))
 
     def _caller(self, span: Span) -> tuple[str, NodeKind]:
         part = self._part

@@ -57,7 +57,6 @@ from agent.model import (
     StatusCode,
     Subject,
     auth_evidence,
-    has_client_cert,
     ns_to_iso,
 )
 from enrichers.base import Enricher
@@ -664,9 +663,6 @@ class InventoryPart:
             rec.sample_params(http.path)
         rpc = span.rpc
         code = 0
-        # auth_evidence only finds something in headers, the query, enduser.id or
-        # tls.client.*: the call is skipped when none of them is there (the common case)
-        evidence = False
         if http is not None:
             code = http.status_code
             if code:
@@ -676,7 +672,6 @@ class InventoryPart:
                     err = True
             if http.query or http.request_headers or http.response_headers:
                 _observe_message(rec, http)
-                evidence = bool(http.request_headers or http.query)
         if rpc is not None and rpc.grpc_status is not None:
             if http is None:
                 code = rpc.grpc_status
@@ -687,18 +682,13 @@ class InventoryPart:
             rec.errors += 1
         if not rec.served and code not in _NOT_SERVED:
             rec.served = True
-        if not evidence:
-            evidence = bool(span.enduser_id) or (
-                http.client_cert if http is not None else has_client_cert(span.attributes)
-            )
-        if evidence:
-            auth = auth_evidence(span)
-            if auth is not None:
-                if auth:
-                    for a in auth:
-                        rec.auth[a] = rec.auth.get(a, 0) + 1
-                else:
-                    rec.unauthenticated += 1
+        auth = auth_evidence(span)  # None at once for the many spans without evidence
+        if auth is not None:
+            if auth:
+                for a in auth:
+                    rec.auth[a] = rec.auth.get(a, 0) + 1
+            else:
+                rec.unauthenticated += 1
         if rec.deprecated or (rec.documented is False and rec.served):  # _flagged, inlined
             if not rec.pend_calls:
                 rec.pend_first = end

@@ -449,7 +449,6 @@ class ZeroTrustEnricher(Enricher):
             rid = RULE_PREFIX + kind
             rec.rules[rid] = rec.rules.get(rid, 0) + n
 
-
     def _add_violation(self, aggs: dict[tuple[str, str], _Agg], call: Call, ev: Evaluation, v: Violation) -> None:
         host = server_view(call).host if ev.direction == DIRECTION_EGRESS else ""
         edge_level = v.kind in EDGE_KINDS or (v.kind == "drift" and v.evidence.get("drift") == "new_edge")
