@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+import socket
 
 from stdnum import imei, mac
 
@@ -34,10 +35,65 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
+_Rule = tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]
+
+
+def _v4_rules() -> tuple[_Rule, ...] | None:
+    """``ipaddress``'s ``is_global`` for IPv4 as integers, one small rule per first octet:
+    (network, netmask) pairs of the not-global networks that overlap it (the private ones
+    and the shared address space), and of the exceptions to them (newer Pythons).
+
+    Built from the library's own tables, so the rule stays the library's; ``None`` (and
+    every address goes through ``ipaddress``) when they are not where this expects, or
+    when the integer form disagrees with the library at any edge of those networks.
+    """
+    consts = getattr(ipaddress, "_IPv4Constants", None)
+    private = list(getattr(consts, "_private_networks", None) or ())
+    if not private:
+        return None
+    private.append(getattr(consts, "_public_network", ipaddress.IPv4Network("100.64.0.0/10")))
+    exceptions = list(getattr(consts, "_private_networks_exceptions", ()))
+
+    def overlapping(nets: list[ipaddress.IPv4Network], octet: int) -> tuple[tuple[int, int], ...]:
+        lo, hi = octet << 24, (octet << 24) | 0xFFFFFF
+        return tuple((int(n.network_address), int(n.netmask)) for n in nets
+                     if int(n.network_address) <= hi and int(n.broadcast_address) >= lo)
+
+    rules = tuple((overlapping(private, o), overlapping(exceptions, o)) for o in range(256))
+    for net in (*private, *exceptions):
+        for x in (int(net.network_address) - 1, int(net.network_address), int(net.broadcast_address),
+                  int(net.broadcast_address) + 1):
+            if 0 <= x < 1 << 32 and _v4_global(x, rules) != ipaddress.IPv4Address(x).is_global:
+                return None
+    return rules
+
+
+def _v4_global(x: int, rules: tuple[_Rule, ...]) -> bool:
+    not_global, exceptions = rules[x >> 24]
+    for net, mask in not_global:
+        if x & mask == net:
+            return any(x & m == n for n, m in exceptions)
+    return True
+
+
+_V4_RULES = _v4_rules()
+
+
 @functools.lru_cache(maxsize=4096)
 def _scope(text: str) -> tuple[bool, bool] | None:
     """(is_global, is_unspecified) of an address, ``None`` for no address: worked out once
-    for the public and the private recognizer, which check the same matches."""
+    for the public and the private recognizer, which check the same matches.
+
+    IPv4 addresses are answered from integers (~1 us; the library's objects and its
+    network walk take ~8 us per address, most of the realistic corpus's validation time).
+    """
+    if _V4_RULES is not None and "." in text:
+        try:  # strict: four decimal octets, no leading zeros (as ipaddress)
+            x = int.from_bytes(socket.inet_pton(socket.AF_INET, text))
+        except (OSError, ValueError):  # (UnicodeError is a ValueError)
+            pass
+        else:
+            return _v4_global(x, _V4_RULES), x == 0
     ip = _ip(text)
     return None if ip is None else (ip.is_global, ip.is_unspecified)
 

@@ -148,3 +148,38 @@ def test_engines_agree(engine: str, scanner: SensitiveDataScanner) -> None:
     other = SensitiveDataScanner(secret=b"s" * 32, engine=engine)
     for _typ, text, key, _exp in CASES:
         assert other.scan(text, key) == scanner.scan(text, key), text
+
+
+def test_ipv4_scope_answers_as_the_ipaddress_library() -> None:
+    """The public/private split of IPv4 addresses is worked out from integers (a fast
+    path): it must agree with ``ipaddress`` at every edge of its special networks, on
+    random addresses, and refuse what the library refuses."""
+    import ipaddress
+    import random
+
+    from enrichers.sensitive.recognizers import network
+
+    assert network._V4_RULES is not None  # the fast path is in use on this Python
+
+    def expected(text: str) -> tuple[bool, bool] | None:
+        try:
+            ip = ipaddress.ip_address(text)
+        except ValueError:
+            return None
+        return ip.is_global, ip.is_unspecified
+
+    rnd = random.Random(7)
+    texts = [str(ipaddress.IPv4Address(rnd.getrandbits(32))) for _ in range(5000)]
+    specials = ["0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+                "192.0.0.0/24", "192.0.0.9/32", "192.0.0.170/31", "192.0.2.0/24", "192.168.0.0/16",
+                "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "240.0.0.0/4", "255.255.255.255/32"]
+    for net in map(ipaddress.IPv4Network, specials):
+        for edge in (int(net.network_address), int(net.broadcast_address)):
+            for d in (-1, 0, 1):
+                if 0 <= edge + d < 1 << 32:
+                    texts.append(str(ipaddress.IPv4Address(edge + d)))
+    texts += ["01.2.3.4", "1.2.3.04", "1.2.3", "1.2.3.4.5", "256.1.1.1", "1.2.3.4 ", "\uff11.2.3.4",
+              "1.2.3.\u0664", "1.2.3.4\x00", "::ffff:1.2.3.4", "2001:db8::1", "::1"]
+    for t in texts:
+        network._scope.cache_clear()
+        assert network._scope(t) == expected(t), t
