@@ -690,12 +690,14 @@ class InventoryPart:
             else:
                 rec.unauthenticated += 1
         if rec.deprecated or (rec.documented is False and rec.served):  # _flagged, inlined
+            # A finding's time range runs from the first call's start (as every analysis
+            # stamps it: an incident's root is its earliest hop) to the last call's end.
             if not rec.pend_calls:
-                rec.pend_first = end
+                rec.pend_first = start
                 rec.pend_traces = []
                 rec.pend_spans = []
             rec.pend_calls += 1
-            rec.pend_first = min(rec.pend_first, end)
+            rec.pend_first = min(rec.pend_first, start)
             rec.pend_last = max(rec.pend_last, end)
             if len(rec.pend_traces) < 3:
                 rec.pend_traces.append(span.trace_id)
@@ -1118,7 +1120,7 @@ def _undocumented(rec: EndpointRecord, span: Span) -> Finding:
         title=f"Service {rec.service} serves API traffic but has no spec",
         severity=Severity.INFO,
         subject=Subject(service=rec.service),
-        first_seen_ns=span.end_ns,
+        first_seen_ns=span.start_ns,
         last_seen_ns=span.end_ns,
         owasp=OWASP_INVENTORY,
         explanation=(
