@@ -139,6 +139,7 @@ def to_sarif(rep: dict[str, Any], specs: dict[str, str] | None = None) -> dict[s
     rules: list[dict[str, Any]] = []
     index: dict[str, int] = {}
     results: list[dict[str, Any]] = []
+    roots = {row["id"] for row in rep.get("incidents") or ()}
     for f in rep.get("findings", []):
         rid = f["rule"]
         sev = f["severity"]
@@ -205,6 +206,12 @@ def to_sarif(rep: dict[str, Any], specs: dict[str, str] | None = None) -> dict[s
                 "evidence": f.get("evidence") or {},
             },
         }
+        if f.get("incident"):
+            # Findings of one incident (one attack or leak seen at several hops) share it;
+            # its root is the entry hop, the others are marked so a viewer can fold them.
+            result["properties"]["incident"] = f["incident"]
+            if roots:
+                result["properties"]["incidentRoot"] = f["id"] in roots
         if f.get("acknowledged") or f.get("muted"):
             result["suppressions"] = [{"kind": "external", "status": "accepted",
                                        "justification": "muted" if f.get("muted") else "acknowledged"}]
@@ -369,7 +376,39 @@ th{background:#f4f4f4} tr:nth-child(even){background:#fafafa}
 .graph{overflow:auto;border:1px solid #ddd;padding:8px}
 .sev-critical{color:#fff;background:#8b0000}.sev-high{color:#fff;background:#d62728}
 .sev-medium{background:#ffbf00}.sev-low{background:#c6e2ff}.sev-info{background:#eee}
+tr.hop td{color:#555;font-size:13px} tr.hop td:nth-child(4){padding-left:1.6em}
 """
+
+
+def _by_incident(rep: dict[str, Any]) -> list[tuple[dict[str, Any], int]]:
+    """The findings in incident order: each incident's root (in the order of
+    ``rep["incidents"]``), then its hops (``(finding, 1)``); findings no incident row
+    names (a report without them) keep their order at the end."""
+    by_id = {f["id"]: f for f in rep.get("findings", [])}
+    out: list[tuple[dict[str, Any], int]] = []
+    for row in rep.get("incidents") or ():
+        root = by_id.pop(row["id"], None)
+        if root is None:
+            continue
+        out.append((root, 0))
+        out.extend((by_id.pop(h["id"]), 1) for h in row.get("hops") or () if h["id"] in by_id)
+    out.extend((f, 0) for f in by_id.values())
+    return out
+
+
+def _finding_row(f: dict[str, Any], hop: int) -> str:
+    subject = html.escape(f.get("subject_label", ""))
+    if hop:
+        subject = f"&#8627; {subject}"  # a hop of the incident above
+    cls = ' class="hop"' if hop else ""
+    return (
+        f'<tr{cls}><td class="sev-{html.escape(f["severity"])}">'
+        f"{html.escape(f['severity'])}</td>"
+        f"<td>{html.escape(f['rule'])}</td><td>{html.escape(f.get('owasp') or '')}</td>"
+        f"<td>{subject}</td><td>{f.get('count', 0)}</td>"
+        f"<td>{html.escape(f['title'])}</td><td>{html.escape(f.get('remediation') or '')}</td>"
+        f"<td>{html.escape(f.get('last_seen', ''))}</td></tr>"
+    )
 
 
 def render_html(rep: dict[str, Any]) -> str:
@@ -381,14 +420,7 @@ def render_html(rep: dict[str, Any]) -> str:
     for f in findings:
         by_sev[f["severity"]] = by_sev.get(f["severity"], 0) + 1
     summary = ", ".join(f"{n} {s}" for s, n in sorted(by_sev.items())) or "none"
-    frows = "".join(
-        f'<tr><td class="sev-{html.escape(f["severity"])}">{html.escape(f["severity"])}</td>'
-        f"<td>{html.escape(f['rule'])}</td><td>{html.escape(f.get('owasp') or '')}</td>"
-        f"<td>{html.escape(f.get('subject_label', ''))}</td><td>{f.get('count', 0)}</td>"
-        f"<td>{html.escape(f['title'])}</td><td>{html.escape(f.get('remediation') or '')}</td>"
-        f"<td>{html.escape(f.get('last_seen', ''))}</td></tr>"
-        for f in findings
-    )
+    frows = "".join(_finding_row(f, hop) for f, hop in _by_incident(rep))
     ftable = (
         "<table><thead><tr><th>severity</th><th>rule</th><th>OWASP</th><th>subject</th><th>count</th>"
         f"<th>title</th><th>fix</th><th>last seen</th></tr></thead><tbody>{frows}</tbody></table>"

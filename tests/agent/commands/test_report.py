@@ -237,3 +237,33 @@ def test_missing_state_is_one_clear_sentence(tmp_path: Path, capsys: pytest.Capt
     assert "no apiward state here" in err and "Traceback" not in err
     assert run(["report", "--replay", str(tmp_path / "missing.jsonl")]) == 2
     assert "missing.jsonl" in capsys.readouterr().err
+
+
+def _incident_report() -> dict[str, Any]:
+    def finding(fid: str, label: str, sev: str, incident: str) -> dict[str, Any]:
+        return {"id": fid, "rule": "abuse.endpoint_flood", "severity": sev, "owasp": "API4:2023",
+                "title": "Request flood on an endpoint", "subject": {"service": label},
+                "subject_label": label, "count": 10, "confidence": 0.9, "incident": incident}
+
+    findings = [finding("h1", "orders GET /o", "high", "r1"), finding("x9", "users GET /u", "low", "x9"),
+                finding("r1", "gateway GET /api/o", "high", "r1")]
+    incidents = [{**findings[2], "hops": [{"id": "h1"}]}, {**findings[1], "hops": []}]
+    return {"findings": findings, "incidents": incidents}
+
+
+def test_sarif_results_carry_their_incident() -> None:
+    s = to_sarif(_incident_report())
+    jsonschema.validate(s, SARIF_SUBSET)
+    props = {r["partialFingerprints"]["apiwardFindingId/v1"]: r["properties"] for r in s["runs"][0]["results"]}
+    assert props["r1"]["incident"] == props["h1"]["incident"] == "r1"
+    assert props["r1"]["incidentRoot"] is True and props["h1"]["incidentRoot"] is False
+    assert props["x9"]["incident"] == "x9" and props["x9"]["incidentRoot"] is True
+
+
+def test_html_lists_each_incident_root_then_its_hops() -> None:
+    page = render_html(_incident_report())
+    rows = [r for r in page.split("<tr") if "abuse.endpoint_flood" in r]
+    assert [("gateway" in r, "orders" in r, "users" in r) for r in rows] == [
+        (True, False, False), (False, True, False), (False, False, True)]
+    assert rows[1].startswith(' class="hop"') and "&#8627; orders" in rows[1]
+    assert not rows[0].startswith(' class="hop"') and not rows[2].startswith(' class="hop"')
