@@ -540,10 +540,11 @@ class FindingsLogExporter:
                 todo = [(r.finding, r.acknowledged, r.incident) for r in changed if not r.muted]
             n = 0
             for f, ack, incident in todo:
-                key = (f.count, int(f.severity))
+                key = (f.count, int(f.severity), incident)
                 prev = self._sent.get(f.id)
                 if prev == key:
                     continue  # an ack/mute flag or evidence changed: not worth a record
+                # (a finding moved to another incident is: the backend groups by it)
                 self._sent[f.id] = key
                 self._emit(f, ack, incident, opened=prev is None)
                 n += 1

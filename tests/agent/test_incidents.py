@@ -270,9 +270,21 @@ def test_findings_log_records_carry_the_incident(tmp_path: Path) -> None:
             gateway = agent.state.findings.add(flood(GATEWAY, tids(1), t=MS))
         assert logs.collect() == 2
         assert sink.wait(lambda: len(sink.log_records()) == 2)
+        got = {attrs(r.attributes)["apiward.finding.id"]: attrs(r.attributes)["apiward.finding.incident"]
+               for _, r in sink.log_records()}
+        assert got == {orders.id: orders.id, gateway.id: orders.id}
+        # a lone finding that a later hop links to the larger incident is sent again at once,
+        # with its new incident, though its own count did not change
+        with agent.state.lock:
+            lone = agent.state.findings.add(flood(Subject(service="users", route="/u"), tids(2), t=3 * MS))
+        assert logs.collect() == 1
+        with agent.state.lock:
+            agent.state.findings.add(flood(Subject(service="orders", route="/y"), tids(1, 2), t=4 * MS))
+        assert logs.collect() == 2  # the new hop, and the relabelled one
+        assert sink.wait(lambda: len(sink.log_records()) == 5)
     finally:
         agent.stop()
         srv.stop()
-    got = {attrs(r.attributes)["apiward.finding.id"]: attrs(r.attributes)["apiward.finding.incident"]
-           for _, r in sink.log_records()}
-    assert got == {orders.id: orders.id, gateway.id: orders.id}
+    sent = sorted((a["apiward.finding.state"], a["apiward.finding.incident"]) for a in
+                  (attrs(r.attributes) for _, r in sink.log_records()) if a["apiward.finding.id"] == lone.id)
+    assert sent == [("changed", orders.id), ("opened", lone.id)]
