@@ -458,7 +458,8 @@ class FindingsLogExporter:
         self._sender = _Sender("apiward-export-logs", self._export_batch, self.settings, self.counters)
         self.counters.queue_depth = self._sender.queue.qsize
         self._seq = 0
-        self._sent: dict[str, tuple[int, int]] = {}
+        #: finding id -> (count, severity, incident) last sent
+        self._sent: dict[str, tuple[int, int, str]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._collect_lock = threading.Lock()
@@ -501,7 +502,7 @@ class FindingsLogExporter:
             with self.state.lock:
                 self._seq = self.state.findings.seq
                 for r in self.state.findings.records():
-                    self._sent[r.id] = (r.finding.count, int(r.finding.severity))
+                    self._sent[r.id] = (r.finding.count, int(r.finding.severity), r.incident)
         self._sender.start()
         self._thread = threading.Thread(target=self._run, name="apiward-export-findings", daemon=True)
         self._thread.start()

@@ -122,10 +122,8 @@ def on_horizon(h: pd.DataFrame, sink: FindingSink, s: AbuseSettings, eps: dict[s
 def sequential_share(oids: np.ndarray, ts: np.ndarray) -> float:
     """Share of consecutive requests (in time order) whose numeric ids differ by one."""
     order = np.argsort(ts, kind="stable")
-    nums = []
-    for o in oids[order]:
-        if o and o.isdigit() and len(o) < 18:
-            nums.append(int(o))
+    # One comprehension over a plain list (not a loop over numpy object scalars).
+    nums = [int(o) for o in oids[order].tolist() if o and o.isdigit() and len(o) < 18]
     if len(nums) < 5:
         return 0.0
     d = np.abs(np.diff(np.asarray(nums, dtype=np.int64)))
