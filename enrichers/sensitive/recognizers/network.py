@@ -129,8 +129,7 @@ class IpAddressRecognizer(Recognizer):
         return scope is not None and scope[0]
 
     def mask(self, text: str) -> str:
-        ip = _ip(text)
-        if ip is None or ip.version == 6:
+        if ":" in text or _scope(text) is None:  # IPv6 (or no address): no IPv4 parse
             parts = text.split(":")
             return ":".join(parts[:2]) + ":…"
         a, b, _c, _d = text.split(".")
