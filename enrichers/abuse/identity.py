@@ -150,6 +150,7 @@ _API_KEY_HEADERS = tuple(API_KEY_HEADERS)
 #: Distinct identities kept in the cache before it starts over (bounded memory).
 MAX_CACHED = 50_000
 MAX_SERVICE_KEYS = 1_000
+MAX_SERVICE_ADDRS = 10_000
 #: Client label prefix of a service caller (known from the call graph's pairing).
 SERVICE_PREFIX = "svc:"
 
@@ -171,6 +172,11 @@ class Identifier:
         #: batch; a gateway's internal API key identifies it in the other spans too, so it
         #: is not mistaken for one client sending everybody's requests.
         self._service_keys: dict[str, str] = {}
+        #: Private client address and user agent of requests a known service sent -> that
+        #: service ("" once two services were seen from it: a shared address, NAT, a mesh
+        #: proxy). Names the caller of the credential-free requests from there whose client
+        #: span came in another batch (exporters batch per process, so most of them do).
+        self._service_addrs: dict[tuple[str, str], str] = {}
         #: Every Principal made (code -> Principal), for the rows: see :meth:`forget`.
         self.book = Codebook(NOBODY)
 
@@ -208,6 +214,18 @@ class Identifier:
                 self._cache.clear()
             who = self._cache[key] = self._identify(span, http, caller)
         return who
+
+    def _learn_address(self, addr: str, ua: str, caller: str) -> None:
+        """Remember that ``caller`` sends from ``addr`` with user agent ``ua`` (a second
+        service there makes the address ambiguous for good)."""
+        key = (addr, ua)
+        known = self._service_addrs.get(key)
+        if known == caller or known == "":
+            return
+        if known is None and len(self._service_addrs) >= MAX_SERVICE_ADDRS:
+            self._service_addrs.clear()
+        self._service_addrs[key] = caller if known is None else ""
+        self._cache.clear()  # principals cached before now may name this address as a client
 
     def _user(self, uid: str) -> str:
         # E-mail addresses as user ids are personal data: keep a keyed hash only.
@@ -254,6 +272,10 @@ class Identifier:
                 self._service_keys.clear()
             self._service_keys[token_hash] = caller
             self._cache.clear()  # principals cached before now may name this key as a client
+        addr = http.client_address
+        addr_internal, public = address_facts(addr)
+        if caller and addr_internal:
+            self._learn_address(addr, http.user_agent, caller)
         if principal:
             client = self._user(principal)
         elif caller:
@@ -263,13 +285,15 @@ class Identifier:
             client = SERVICE_PREFIX + caller
         elif token_hash:
             client = "key:" + token_hash
-        elif http.client_address:
-            client = "ip:" + http.client_address
+        elif addr_internal and self._service_addrs.get((addr, http.user_agent)):
+            caller = self._service_addrs[addr, http.user_agent]
+            client = SERVICE_PREFIX + caller
+        elif addr:
+            client = "ip:" + addr
         elif http.user_agent:
             client = "ua:" + keyed_hash(self.secret, http.user_agent, 8)
         else:
             client = "anonymous"
-        addr_internal, public = address_facts(http.client_address)
         internal = bool(caller) or addr_internal
         uac = ua_class(http.user_agent)
         if uac == "tool" and internal:

@@ -305,3 +305,37 @@ def test_a_service_key_seen_with_its_caller_identifies_that_service_later():
     after = ident.identify(later, later.http)  # type: ignore[arg-type]
     assert after.client == "svc:gateway" and after.internal
     assert ident.identify(other, other.http).client.startswith("key:")  # type: ignore[arg-type]
+
+
+def test_a_private_address_seen_with_its_caller_names_that_service_on_unpaired_calls():
+    """Exporters batch per process, so a server span's client span usually arrives in another
+    batch: the credential-free calls from an address and user agent a service was paired on
+    are that service's, until a second service shows up there (a shared address)."""
+    ident = Identifier(b"k" * 32)
+    ua = "python-requests/2.32"
+
+    def call(i: int, ip: str = "10.0.4.2", agent: str = ua) -> Span:
+        return server(WARM + i, f"/users/{i}", route="/users/{id}", ip=ip, ua=agent)
+
+    assert ident.identify(call(1), call(1).http).client == "ip:10.0.4.2"  # type: ignore[arg-type]
+    assert ident.identify(call(2), call(2).http, caller="gateway").client == "svc:gateway"  # type: ignore[arg-type]
+    later = ident.identify(call(3), call(3).http)  # type: ignore[arg-type]
+    assert later.client == "svc:gateway" and later.internal and later.uac == "service"
+    # another agent or address from there: not known to be the gateway
+    curl = call(4, agent="curl/8.5")
+    assert ident.identify(curl, curl.http).client == "ip:10.0.4.2"  # type: ignore[arg-type]
+    other = call(5, ip="10.0.4.3")
+    assert ident.identify(other, other.http).client == "ip:10.0.4.3"  # type: ignore[arg-type]
+    # credentials keep their own label (a user's token forwarded by the gateway stays the user's)
+    tok = server(WARM + 6, "/users/6", route="/users/{id}", ip="10.0.4.2", ua=ua,
+                 headers={"authorization": "Bearer opaque-user-token-123"})
+    assert ident.identify(tok, tok.http).client.startswith("key:")  # type: ignore[arg-type]
+    # a public address is never mapped, whoever was paired on it
+    pub = server(WARM + 7, "/users/7", route="/users/{id}", ip=PUBLIC_IP, ua=ua)
+    ident.identify(pub, pub.http, caller="gateway")  # type: ignore[arg-type]
+    assert ident.identify(pub, pub.http).client == f"ip:{PUBLIC_IP}"  # type: ignore[arg-type]
+    # a second service from the same address and agent: shared (NAT, a proxy), never mapped again
+    assert ident.identify(call(8), call(8).http, caller="orders").client == "svc:orders"  # type: ignore[arg-type]
+    assert ident.identify(call(9), call(9).http).client == "ip:10.0.4.2"  # type: ignore[arg-type]
+    assert ident.identify(call(10), call(10).http, caller="gateway").client == "svc:gateway"  # type: ignore[arg-type]
+    assert ident.identify(call(11), call(11).http).client == "ip:10.0.4.2"  # type: ignore[arg-type]
