@@ -12,10 +12,19 @@ need=()
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# nginx: the tests load `apiward ratelimits --format nginx` into the real server (on 127.0.0.1).
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
+  # Packages must not start services (nginx would listen on port 80 of every interface):
+  # policy-rc.d answering 101 tells invoke-rc.d not to, for the length of the install.
+  guard=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && guard=1
+  fi
   apt-get update -qq >/dev/null 2>&1 || true
   apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 || echo "setup: could not install ${need[*]}"
+  [ -n "$guard" ] && rm -f /usr/sbin/policy-rc.d
 fi
 if [ -f "$here/setup_ebpf.sh" ]; then
   bash "$here/setup_ebpf.sh" "$VENV" || echo "setup: eBPF setup failed; the eBPF tests will say why they skip."
