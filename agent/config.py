@@ -42,7 +42,7 @@ DEFAULT_INTERNAL_CIDRS = [
 
 log = logging.getLogger("apiward.config")
 
-SECTIONS = ("sensitive", "inventory", "graph", "zerotrust", "abuse", "export", "tui")
+SECTIONS = ("sensitive", "inventory", "graph", "zerotrust", "abuse", "export", "tui", "traces")
 
 
 def default_state_dir() -> Path:
@@ -263,10 +263,28 @@ def apply_mapping(cfg: Config, data: Mapping[str, Any], where: str) -> None:
                 raise ConfigError(f"{where}: section '{name}' must be a mapping of settings.")
             if name == "sensitive":
                 check_sensitive(value, where)
+            elif name == "traces":
+                check_traces(value, where)
             cfg.sections[name] = dict(value)
         else:
             allowed = ", ".join(sorted([*_SCALARS, *_LISTS, "specs", *SECTIONS]))
             raise ConfigError(f"{where}: unknown field '{key}'; allowed fields are: {allowed}.")
+
+
+#: Keys of the ``traces`` section and what each must be (documented in docs/configuration.md).
+TRACES_KEYS = {"max_traces": "a number of traces, such as 2000 (0 keeps none)",
+               "admit_per_second": "a positive number of new traces a second, such as 500"}
+
+
+def check_traces(section: Mapping[str, Any], where: str) -> None:
+    """Validate the ``traces`` section (the recent-traces store behind the Traces view)."""
+    for key, value in section.items():
+        if key not in TRACES_KEYS:
+            raise ConfigError(f"{where}: unknown field 'traces.{key}'; allowed fields are: "
+                              f"{', '.join(TRACES_KEYS)}.")
+        n = _convert(where, f"traces.{key}", "int", TRACES_KEYS[key], value)
+        if n < 0 or (key == "admit_per_second" and n == 0):
+            raise ConfigError(f"{where}: field 'traces.{key}' is {value!r}; it must be {TRACES_KEYS[key]}.")
 
 
 #: Keys of the ``sensitive`` section (documented in docs/configuration.md).

@@ -32,6 +32,10 @@ class Agent:
         if persist:
             self.store = StateStore(config.state_dir)
         self.enrichers = build_enrichers(config)
+        for e in self.enrichers:
+            report = getattr(e, "stats", None)
+            if callable(report):  # an analysis with figures of its own (the trace store's sampling)
+                self.stats.extra[e.name] = report
         if self.store is not None:
             self.store.load(self.state)
             self._materialise_parts()

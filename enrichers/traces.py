@@ -11,6 +11,7 @@ tracking) and builds dicts only when the query API asks.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -198,18 +199,55 @@ class TraceStore:
         return d
 
 
+#: Hash buckets of the admission share (a trace is admitted when its bucket is below the cut).
+_BUCKETS: Final = 1 << 16
+
+
 class TraceStoreEnricher(Enricher):
-    """Keeps :class:`TraceStore` (State part "traces") up to date."""
+    """Keeps :class:`TraceStore` (State part "traces") up to date.
+
+    The store is a view for people: at more than ``admit_per_second`` new traces per
+    second it would hold only the last fraction of a second. Past that rate it admits a
+    share of the new traces instead, chosen by trace id (every span of an admitted trace
+    is kept, whichever batch or service it comes from), so the store covers the last
+    ``max_traces / admit_per_second`` seconds or more, and the spans of the others cost one
+    hash each instead of a row made and thrown away. The analyses see every span either way.
+    """
 
     name = "traces"
 
     def __init__(self, config: Config | None = None) -> None:
         sec = config.section("traces") if config is not None else {}
         self.max_traces = int(sec.get("max_traces", 2000))
+        self.admit_per_second = int(sec.get("admit_per_second", max(1, self.max_traces // 4)))
+        #: new traces are admitted when ``hash(trace_id) % _BUCKETS < cut`` (all: _BUCKETS)
+        self.cut = _BUCKETS
+        self.refused = 0
+        self.clock = time.monotonic  # (seconds; tests step their own)
+        self._period_start = self.clock()
+        self._period_new = 0
         #: method -> route -> "METHOD route": the names of spans named by their route
         #: template, one shared string each instead of one per span (bounded)
         self._names: dict[str, dict[str, str]] = {}
         self._n_names = 0
+
+    def stats(self) -> dict[str, Any]:
+        """For ``/api/v1/stats``: the share of new traces the store admits now, and the spans
+        of traces it did not keep."""
+        return {"admitted_share": round(self.cut / _BUCKETS, 4), "refused_spans": self.refused,
+                "admit_per_second": self.admit_per_second}
+
+    def _admission(self, new: int) -> None:
+        """Count ``new`` traces; once a second, set the share admitted from the rate seen."""
+        self._period_new += new
+        now = self.clock()
+        elapsed = now - self._period_start
+        if elapsed >= 1.0:
+            rate = self._period_new / elapsed
+            share = 1.0 if rate <= self.admit_per_second else self.admit_per_second / rate
+            self.cut = max(1, min(_BUCKETS, int(share * _BUCKETS)))
+            self._period_start = now
+            self._period_new = 0
 
     def _name(self, method: str, route: str) -> str:
         """``"METHOD route"``, remembered (see ``_names``)."""
@@ -232,7 +270,19 @@ class TraceStoreEnricher(Enricher):
         error = StatusCode.ERROR
         last_tid = ""
         last: list[SpanRow] | None = None  # the rows of the trace of the previous span
+        cut = self.cut
+        new = refused = 0
         for span in batch:
+            if cut < _BUCKETS:  # under load: a trace not stored yet is admitted by its id
+                tid = span.trace_id
+                if tid == last_tid:
+                    if last is None and tid not in traces:
+                        continue  # (refused just before)
+                elif tid not in traces and hash(tid) % _BUCKETS >= cut:
+                    new += 1  # (the admitted ones are counted below, where they are stored)
+                    refused += 1
+                    last_tid, last = tid, None
+                    continue
             http = span.http
             ep = get_ep(span.span_id) if endpoints else None
             if http is None:
@@ -268,6 +318,7 @@ class TraceStoreEnricher(Enricher):
             last_tid = tid
             got = traces.pop(tid, None)
             if got is None:
+                new += 1
                 traces[tid] = row
                 last = None
                 if len(traces) > limit:
@@ -278,4 +329,6 @@ class TraceStoreEnricher(Enricher):
                     got.append(row)
             else:
                 traces[tid] = last = [got, row] if max_spans > 1 else [got]  # type: ignore[list-item]
+        self.refused += refused
+        self._admission(new)
         return ()

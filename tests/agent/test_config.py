@@ -48,6 +48,9 @@ def test_file_env_flags_precedence(tmp_path):
         ("sensitive:\n  enabled: maybe\n", "field 'sensitive.enabled' is 'maybe'; it must be true or false"),
         ("sensitive:\n  forward_action: {CREDIT_CARD: hash}\n",
          "unknown field 'sensitive.forward_action'; allowed fields are:"),
+        ("traces:\n  admit_per_second: 0\n", "field 'traces.admit_per_second' is 0; it must be a positive number"),
+        ("traces:\n  max_traces: -1\n", "field 'traces.max_traces' is -1; it must be a number of traces"),
+        ("traces:\n  max_trace: 10\n", "unknown field 'traces.max_trace'; allowed fields are: max_traces"),
     ],
 )
 def test_bad_file_names_file_field_and_fix(tmp_path, text, needle):
@@ -78,6 +81,16 @@ def test_good_sensitive_section(tmp_path):
                  "  enabled: true\n  scan_resource: false\n")
     c = cfgmod.load(f, environ={})
     assert c.section("sensitive")["threshold"] == 0.7
+
+
+def test_traces_section_reaches_the_store(tmp_path):
+    from enrichers.traces import TraceStoreEnricher
+
+    f = tmp_path / "apiward.yaml"
+    f.write_text("traces:\n  max_traces: 300\n  admit_per_second: 40\n")
+    enr = TraceStoreEnricher(cfgmod.load(f, environ={}))
+    assert (enr.max_traces, enr.admit_per_second) == (300, 40)
+    assert TraceStoreEnricher(cfgmod.load(environ={})).admit_per_second == 500  # max_traces / 4
 
 
 def test_forward_overrides_a_disabled_sensitive_section(tmp_path, caplog):

@@ -75,3 +75,38 @@ def test_runs_of_one_trace_and_tiny_limits() -> None:
             assert got == {t1: 1}
         else:
             assert got == {t1: min(4, max_spans), t2: 1} and store.list()[0]["trace_id"] == t1
+
+
+def test_past_its_rate_the_store_admits_whole_traces_by_id() -> None:
+    """Above ``admit_per_second`` new traces a second the store keeps a share of the traces,
+    chosen by trace id: every span of an admitted trace, across batches; the others cost
+    nothing more. Below the rate again, every trace is kept."""
+    now = [1000.0]
+    cfg = Config(sections={"traces": {"max_traces": 5000, "admit_per_second": 100}})
+    enr, state = TraceStoreEnricher(cfg), State()
+    enr.clock = lambda: now[0]
+    enr._period_start = now[0]
+
+    def second(n: int) -> list[str]:
+        """One second of ``n`` two-span traces: client spans in one batch, servers in the next."""
+        ids = [new_id() * 2 for _ in range(n)]
+        _feed(enr, state, [span("web", SpanKind.CLIENT, trace=t, start=T0) for t in ids])
+        now[0] += 1.0
+        _feed(enr, state, [span("api", SpanKind.SERVER, trace=t, start=T0 + 1) for t in ids])
+        return ids
+
+    first = second(2000)  # 2000 new traces a second: 20 times the rate
+    store: TraceStore = state.parts["traces"]
+    assert all(len(store.rows(t)) == 2 for t in first)  # the first second is measured, all kept
+    assert enr.cut < 65536 // 10  # about a twentieth from now on
+    assert 0.04 < enr.stats()["admitted_share"] < 0.06  # what /api/v1/stats and the Traces view show
+    later = second(2000)
+    kept = [t for t in later if store.rows(t)]
+    assert 40 <= len(kept) <= 200, len(kept)
+    assert all(len(store.rows(t)) == 2 for t in kept)  # whole traces, across both batches
+    assert enr.refused >= 2 * (len(later) - len(kept)) - 10
+    # quiet again: the next second measures a low rate and every trace is kept after it
+    second(50)
+    quiet = second(50)
+    assert enr.cut == 65536 and all(len(store.rows(t)) == 2 for t in quiet)
+    assert enr.stats()["admitted_share"] == 1.0

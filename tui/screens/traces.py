@@ -87,7 +87,11 @@ class TracesScreen(ApiwardScreen):
                 ),
             ))  # fmt: skip
         self.query_one(LiveTable).set_rows(rows)
-        self.query_one("#detail").border_subtitle = f"{len(self.rows)}/{len(snapshot.traces)}"
+        sub = f"{len(self.rows)}/{len(snapshot.traces)}"
+        share = (snapshot.stats.get("traces") or {}).get("admitted_share", 1)
+        if isinstance(share, (int, float)) and share < 1:  # busy: the store keeps a sample
+            sub += f" · keeping {share:.0%} of new traces"
+        self.query_one("#detail").border_subtitle = sub
         self._show_selected()
 
     def on_input_changed(self, event: Input.Changed) -> None:
