@@ -291,7 +291,15 @@ class TraceStoreEnricher(Enricher):
             else:
                 route = ep.route if ep is not None else http.route
                 method, code = http.method, http.status_code
-                if http.route or not http.path:
+                hr = http.route
+                if hr and route != hr and method:
+                    # "GET /orders/<int:id>" (the framework's own syntax, as Flask names its
+                    # spans) is shown as the inventory's template, like the rest of apiward;
+                    # a name of the instrumentation's own choosing stays as it is
+                    name = span.name
+                    if name.endswith(hr) and len(name) == len(method) + 1 + len(hr) and name.startswith(method):
+                        name = names.get(method, _NO_NAMES).get(route) or self._name(method, route)
+                elif hr or not http.path:
                     name = span.name
                 elif route:  # the name may carry the raw path (eBPF): use the template
                     if not method:

@@ -110,3 +110,17 @@ def test_past_its_rate_the_store_admits_whole_traces_by_id() -> None:
     quiet = second(50)
     assert enr.cut == 65536 and all(len(store.rows(t)) == 2 for t in quiet)
     assert enr.stats()["admitted_share"] == 1.0
+
+
+def test_framework_route_names_show_as_the_inventory_template() -> None:
+    enr, state = TraceStoreEnricher(Config()), State()
+    trace = new_id() * 2
+    flask = http_server("orders", "GET", "/orders/7", trace=trace, start=T0, ms=5,
+                        attrs={"http.route": "/orders/<int:order_id>"}, name="GET /orders/<int:order_id>")
+    custom = http_server("orders", "GET", "/orders/8", trace=trace, start=T0 + 1, ms=5,
+                         attrs={"http.route": "/orders/<int:order_id>"}, name="load order")
+    ep = Endpoint("orders", "GET", "/orders/{order_id}")
+    _feed(enr, state, [flask, custom], {flask.span_id: ep, custom.span_id: ep})
+    rows = {s.span_id: s for s in state.parts["traces"].spans(trace)}
+    assert rows[flask.span_id].name == "GET /orders/{order_id}" and rows[flask.span_id].route == "/orders/{order_id}"
+    assert rows[custom.span_id].name == "load order"
