@@ -225,7 +225,11 @@ class Identifier:
         if known is None and len(self._service_addrs) >= MAX_SERVICE_ADDRS:
             self._service_addrs.clear()
         self._service_addrs[key] = caller if known is None else ""
-        self._cache.clear()  # principals cached before now may name this address as a client
+        # Principals cached for credential-free requests from there name the address (or,
+        # ambiguous now, the service): forget those (the keys :meth:`identify` makes for
+        # them), not the whole cache, which pods coming and going would empty again and again.
+        for stale in ((0, "", "", addr, ua), ("cookie", "", "", "", addr, ua)):
+            self._cache.pop(stale, None)
 
     def _user(self, uid: str) -> str:
         # E-mail addresses as user ids are personal data: keep a keyed hash only.
