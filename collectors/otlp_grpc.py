@@ -53,6 +53,13 @@ class OtlpGrpcReceiver:
 
     ``port=0`` binds a free port; :attr:`port` is the bound one after
     :meth:`start`. The handler never blocks on the sink.
+
+    One handler thread by default: a handler never waits (it decodes, converts and
+    queues), and under the GIL more threads never decode at once; they only take the
+    interpreter from each other and from the analysis thread. gRPC's core receives
+    concurrent requests meanwhile and hands them over in turn. Measured with
+    ``bench/ingest.py``: ~1 us less CPU per span than with 8 threads (20.0 vs 21.0),
+    ratio 0.59 vs 0.55; one thread converts ~125k spans/s, more than the analyses take.
     """
 
     def __init__(
@@ -61,7 +68,7 @@ class OtlpGrpcReceiver:
         host: str = "0.0.0.0",
         port: int = 4317,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        max_workers: int = 8,
+        max_workers: int = 1,
     ) -> None:
         self.sink = sink
         self.host = host
