@@ -8,13 +8,13 @@ from enrichers.abuse.baselines import AbuseState
 from enrichers.abuse.context import EndpointRef
 from enrichers.abuse.findings import FindingSink
 from enrichers.abuse.settings import AbuseSettings
-from enrichers.abuse.windows import WindowFrame
+from enrichers.abuse.windows import WindowFrame, iter_rows
 
 
 def on_window(
     w: WindowFrame, st: AbuseState, sink: FindingSink, s: AbuseSettings, eps: dict[str, EndpointRef],
 ) -> None:
-    for key, row in w.ep.iterrows():
+    for key, row in iter_rows(w.ep):
         b = st.endpoints.get(str(key))
         ref = eps.get(str(key))
         if b is None or ref is None or not b.warm(w.start_ns, s):

@@ -12,7 +12,7 @@ from enrichers.abuse.context import EndpointRef, Request
 from enrichers.abuse.findings import FindingSink
 from enrichers.abuse.identity import SERVICE_PREFIX
 from enrichers.abuse.settings import AbuseSettings
-from enrichers.abuse.windows import WindowFrame
+from enrichers.abuse.windows import WindowFrame, iter_rows
 
 CRED_PARAM_NAMES = (
     r"password|passwd|pwd|pass|passphrase|secret|client_secret|token|access_token|id_token|refresh_token"
@@ -46,14 +46,14 @@ def on_window(
     w: WindowFrame, st: AbuseState, sink: FindingSink, s: AbuseSettings, eps: dict[str, EndpointRef],
 ) -> None:
     ws = s.window_seconds
-    for key, row in w.ep.iterrows():
+    for key, row in iter_rows(w.ep):
         ref = eps.get(str(key))
         if ref is None:
             continue
         b = st.endpoints.get(str(key))
         if ref.info.login:
             cands = w.cl.loc[key]
-            for client, crow in cands[cands["deny"] >= s.stuffing_client_min].iterrows():
+            for client, crow in iter_rows(cands[cands["deny"] >= s.stuffing_client_min]):
                 if str(client).startswith(SERVICE_PREFIX):
                     # a gateway forwarding users' logins is not the stuffer: the edge service
                     # names the real client, and the endpoint-wide check below counts it
@@ -108,7 +108,7 @@ def on_window(
                     trace_ids=w.traces(w.ep_pos[key]),
                 )
                 continue
-            for client, crow in anon.iterrows():
+            for client, crow in iter_rows(anon):
                 k = int(crow["noauth_ok"])
                 sink.hit(
                     rules.MISSING_CREDS, ref.subject(str(client)), first_ns=int(crow["tmin"]),

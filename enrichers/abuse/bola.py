@@ -14,7 +14,7 @@ from enrichers.abuse.context import EndpointRef, Request
 from enrichers.abuse.findings import FindingSink
 from enrichers.abuse.routes import path_user
 from enrichers.abuse.settings import AbuseSettings
-from enrichers.abuse.windows import WindowFrame
+from enrichers.abuse.windows import WindowFrame, iter_rows
 
 
 def on_window(
@@ -25,9 +25,9 @@ def on_window(
     cand = w.cl[w.cl["ids"] >= s.bola_min_distinct_ids]
     if cand.empty:
         return flagged
-    oid_col = w.df["oid"].to_numpy()
     ts_col = w.df["ts"].to_numpy()
-    for (key, client), row in cand.iterrows():
+    numbers: np.ndarray | None = None  # each distinct id's number, made on first use
+    for (key, client), row in iter_rows(cand):
         ref = eps.get(str(key))
         if ref is None or not ref.info.parameterised:
             continue
@@ -35,7 +35,11 @@ def on_window(
         ids = int(row["ids"])
         denied = (int(row["deny"]) + int(row["nf"])) / max(n, 1)
         pos = w.cl_pos[(key, client)]
-        seq = sequential_share(oid_col[pos], ts_col[pos])
+        if numbers is None:
+            numbers = _id_numbers(w.oid_uni)
+        # sequential_share, from each distinct id's number (converted once per window)
+        x = numbers[w.oid_code[pos][np.argsort(ts_col[pos], kind="stable")]]
+        seq = _unit_steps(x[x >= 0])
         b = st.endpoints.get(str(key))
         usual = b.ids_per_client.mean + 2 * b.ids_per_client.dev if b is not None and b.ids_per_client.n else 0.0
         far = b is not None and b.warm(w.start_ns, s) and ids > max(4 * usual, 2 * s.bola_min_distinct_ids)
@@ -123,11 +127,25 @@ def sequential_share(oids: np.ndarray, ts: np.ndarray) -> float:
     """Share of consecutive requests (in time order) whose numeric ids differ by one."""
     order = np.argsort(ts, kind="stable")
     # One comprehension over a plain list (not a loop over numpy object scalars).
-    nums = [int(o) for o in oids[order].tolist() if o and o.isdigit() and len(o) < 18]
+    nums = [int(o) for o in oids[order].tolist() if o and o.isdecimal() and len(o) < 18]
+    return _unit_steps(np.asarray(nums, dtype=np.int64))
+
+
+def _unit_steps(nums: np.ndarray) -> float:
+    """:func:`sequential_share` of the numeric ids, in time order."""
     if len(nums) < 5:
         return 0.0
-    d = np.abs(np.diff(np.asarray(nums, dtype=np.int64)))
+    d = np.abs(np.diff(nums))
     return float((d == 1).mean())
+
+
+def _id_numbers(oids: np.ndarray) -> np.ndarray:
+    """Per distinct object id, the number :func:`sequential_share` reads from it (-1: not
+    a plain number), then one -1 more for the code -1 (no id). (``isdecimal``, not
+    ``isdigit``: ``int`` refuses superscript digits such as ``²``, which ``isdigit`` accepts.)"""
+    nums = [int(o) if o and o.isdecimal() and len(o) < 18 else -1 for o in oids.tolist()]
+    nums.append(-1)
+    return np.asarray(nums, dtype=np.int64)
 
 
 class ForeignObjectTracker:

@@ -12,7 +12,7 @@ from enrichers.abuse.findings import FindingSink
 from enrichers.abuse.floods import cadence_cv
 from enrichers.abuse.identity import SERVICE_PREFIX
 from enrichers.abuse.settings import AbuseSettings
-from enrichers.abuse.windows import WindowFrame
+from enrichers.abuse.windows import WindowFrame, iter_rows
 
 AUTOMATED = frozenset({"tool", "headless", "scanner", "none"})
 
@@ -26,7 +26,7 @@ def on_window(w: WindowFrame, sink: FindingSink, s: AbuseSettings, eps: dict[str
     if cand.empty:
         return
     ts_col = w.df["ts"].to_numpy()
-    for (key, client), row in cand.iterrows():
+    for (key, client), row in iter_rows(cand):
         ref = eps.get(str(key))
         if ref is None or not ref.info.flow:
             continue
@@ -63,7 +63,7 @@ def on_horizon(h: pd.DataFrame, sink: FindingSink, s: AbuseSettings, eps: dict[s
     agg = h.groupby(["ep", "client"], sort=False).agg(
         n=("ts", "size"), tmin=("ts", "min"), tmax=("ts", "max"), uac=("uac", "first"))
     minutes = s.horizon_seconds / 60
-    for (key, client), row in agg[agg["n"] >= s.horizon_flow_min].iterrows():
+    for (key, client), row in iter_rows(agg[agg["n"] >= s.horizon_flow_min]):
         ref = eps.get(str(key))
         if ref is None:
             continue

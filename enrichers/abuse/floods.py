@@ -13,7 +13,7 @@ from enrichers.abuse.context import EndpointRef
 from enrichers.abuse.findings import FindingSink
 from enrichers.abuse.identity import SERVICE_PREFIX
 from enrichers.abuse.settings import AbuseSettings
-from enrichers.abuse.windows import WindowFrame, client_limit, flooded
+from enrichers.abuse.windows import WindowFrame, client_limit, flooded, iter_rows
 
 AUTOMATED = frozenset({"headless", "scanner"})
 #: Client label of a calling service (see :mod:`enrichers.abuse.identity`).
@@ -28,7 +28,7 @@ def on_window(
 ) -> None:
     ws = s.window_seconds
     # Only endpoints past the absolute minimum can flood (a vectorised filter first).
-    for key, row in w.ep[w.ep["n"] >= s.endpoint_spike_min].iterrows():
+    for key, row in iter_rows(w.ep[w.ep["n"] >= s.endpoint_spike_min]):
         b = st.endpoints.get(str(key))
         ref = eps.get(str(key))
         if b is None or ref is None or not b.warm(w.start_ns, s):
@@ -49,7 +49,7 @@ def on_window(
             )
     cand = w.cl[w.cl["n"] >= s.client_spike_min]
     limits: dict[str, float] = {}
-    for (key, client), row in cand.iterrows():
+    for (key, client), row in iter_rows(cand):
         b = st.endpoints.get(str(key))
         ref = eps.get(str(key))
         # A service caller (a gateway, a BFF) sends the requests of many users: compared
@@ -82,7 +82,7 @@ def on_window(
                 evidence={**ev, "ever_429": False}, trace_ids=traces,
             )
     cc = w.cc
-    for client, row in cc[cc["uac"].isin(AUTOMATED) & (cc["n"] >= s.headless_min_requests)].iterrows():
+    for client, row in iter_rows(cc[cc["uac"].isin(AUTOMATED) & (cc["n"] >= s.headless_min_requests)]):
         sink.hit(
             rules.HEADLESS, Subject(client=str(client), detail=str(row["uac"])), first_ns=int(row["tmin"]),
             last_ns=int(row["tmax"]), count=int(row["n"]), confidence=0.9,
@@ -92,7 +92,7 @@ def on_window(
         )
     check_tools(w, sink, s, eps, skip_clients)
     regular = cc[(cc["n"] >= s.metronome_min_requests) & (cc["uac"] != "probe") & (cc["cv"] <= s.metronome_max_cv)]
-    for client, row in regular.iterrows():
+    for client, row in iter_rows(regular):
         if client in skip_clients:
             continue
         cv = float(row["cv"])
@@ -104,7 +104,7 @@ def on_window(
                       "observed_per_window": int(row["n"])},
             trace_ids=w.traces(w.cc_pos[client]),
         )
-    for client, row in cc[cc["paths"] >= s.scraping_min_distinct].iterrows():
+    for client, row in iter_rows(cc[cc["paths"] >= s.scraping_min_distinct]):
         # A calling service (a gateway) fans out many users' reads: not one scraper.
         if client in skip_clients or row["ok"] < 0.8 * row["n"] or str(client).startswith(SERVICE_PREFIX):
             continue
@@ -133,7 +133,7 @@ def client_history(
     share = cc["bad"] / n
     cand = cc[(n >= s.client_spike_min) | ((n >= s.client_error_min_requests) & (share >= s.client_error_share_min))]
     ep_col = w.df["ep"].to_numpy()
-    for client, row in cand.iterrows():
+    for client, row in iter_rows(cand):
         c = stats.get(str(client))
         if c is None or client in skip_clients or not c.warm(w.start_ns, s):
             continue
@@ -188,7 +188,7 @@ def check_tools(
     services and private addresses are classed ``service`` (see ``Principal.uac``), so
     service-to-service traffic never reaches this check."""
     busy = w.cl[w.cl["n"] >= TOOL_MIN_REQUESTS]  # the cheap numeric filter first
-    for (key, client), row in busy[busy["uac"] == "tool"].iterrows():
+    for (key, client), row in iter_rows(busy[busy["uac"] == "tool"]):
         ref = eps.get(str(key))
         if ref is None or client in skip_clients:
             continue

@@ -34,7 +34,7 @@ def check_size(req: Request, st: AbuseState, sink: FindingSink, s: AbuseSettings
 
 def check_page_size(req: Request, sink: FindingSink, s: AbuseSettings) -> None:
     for k, v in req.params or ():
-        if v.isdigit() and len(v) < 12 and _PAGE_PARAM.match(k) and int(v) > s.max_page_size:
+        if v.isdecimal() and len(v) < 12 and _PAGE_PARAM.match(k) and int(v) > s.max_page_size:
             sink.hit(
                 rules.PAGE_SIZE, req.ep.subject(req.client), first_ns=req.ts, confidence=0.7,
                 explanation=f"page size {k}={v} above {s.max_page_size}",

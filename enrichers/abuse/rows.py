@@ -78,6 +78,8 @@ class Codes:
     client_uni: np.ndarray
     #: -1 where a request has no object id.
     oid: np.ndarray
+    #: The object ids (codes in ``oid`` index it).
+    oid_uni: np.ndarray
 
 
 @dataclass(slots=True)
@@ -158,7 +160,8 @@ class Rows:
         chunks = self.chunks
         if not chunks:
             empty = np.zeros(0, dtype=np.int64)
-            self.codes = Codes(empty, np.zeros(0, dtype=object), empty, np.zeros(0, dtype=object), empty)
+            none = np.zeros(0, dtype=object)
+            self.codes = Codes(empty, none, empty, none, empty, none)
             return pd.DataFrame({c: [] for c in COLUMNS})
         n = self.compacted
         ep_codes, ep_uni = _merge([c.ep for c in chunks], [c.ep_uni for c in chunks])
@@ -173,7 +176,7 @@ class Rows:
         client_codes = cmap[who_codes]
         has_oid = oid_uni != ""
         oid_global = np.where(has_oid[oid_codes], oid_codes, -1) if len(oid_uni) else oid_codes
-        self.codes = Codes(ep_codes, ep_uni, client_codes, np.asarray(client_uni, dtype=object), oid_global)
+        self.codes = Codes(ep_codes, ep_uni, client_codes, np.asarray(client_uni, dtype=object), oid_global, oid_uni)
         trace = np.full(n, "", dtype=object)
         off = 0
         for c in chunks:
@@ -185,17 +188,23 @@ class Rows:
             arrs = [getattr(c, name) for c in chunks]
             return arrs[0] if len(arrs) == 1 else np.concatenate(arrs)
 
+        def text(values: np.ndarray) -> pd.Series:
+            # Kept as object arrays: pandas would otherwise convert each string column to
+            # its str dtype (a copy and a type check per value); the window only reads
+            # them back as arrays.
+            return pd.Series(values, dtype=object, copy=False)
+
         return pd.DataFrame({
             "ts": cat("ts"),
-            "ep": ep_uni[ep_codes],
-            "client": w_client[who_codes],
+            "ep": text(ep_uni[ep_codes]),
+            "client": text(w_client[who_codes]),
             "status": cat("status").astype(np.int64),
             "dur": cat("dur"),
             "size": cat("size"),
-            "oid": oid_uni[oid_codes],
-            "uac": w_uac[who_codes],
+            "oid": text(oid_uni[oid_codes]),
+            "uac": text(w_uac[who_codes]),
             "auth": w_auth[who_codes],
-            "trace": trace,
+            "trace": text(trace),
         }, copy=False)
 
 
@@ -225,20 +234,30 @@ def _decode(codes: list[int], book: Codebook | None) -> tuple[np.ndarray, np.nda
     if not codes:
         return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=object)
     assert book is not None  # rows that were appended to have their books
-    local, uni = pd.factorize(np.array(codes, dtype=np.int64))
+    local, uni = pd.factorize(_ints(codes))
     values = book.values
     # fromiter: no sequence probing of each value (what np.array/slice assignment do).
     out = np.fromiter([values[c] for c in uni.tolist()], dtype=object, count=len(uni))
     return local.astype(np.int32), out
 
 
-def _first_of_groups(group: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the first ``k`` rows of each group value, ascending (a numpy
-    ``groupby(...).cumcount() < k`` without pandas' fixed cost)."""
+def _ints(values: list[int]) -> np.ndarray:
+    """``np.array(values, dtype=np.int64)`` (same values, same errors), in half the time
+    for large integers such as nanosecond times."""
+    return np.fromiter(values, dtype=np.int64, count=len(values))
+
+
+def _first_of_groups(group: np.ndarray, k: int, ngroups: int) -> np.ndarray:
+    """Positions of the first ``k`` rows of each group value (0..ngroups-1), ascending
+    (a numpy ``groupby(...).cumcount() < k`` without pandas' fixed cost)."""
     n = len(group)
     if not n:
         return np.zeros(0, dtype=np.int64)
-    order = np.argsort(group, kind="stable")
+    if ngroups > 1 << 16 and n <= 1 << 16:
+        group = pd.factorize(group)[0]  # the same groups, numbered below n
+        ngroups = n
+    # A stable argsort of values narrower than 17 bits is a radix sort (same order, ~10x faster).
+    order = np.argsort(group.astype(np.uint16) if ngroups <= 1 << 16 else group, kind="stable")
     g = group[order]
     starts = np.flatnonzero(np.concatenate(([True], g[1:] != g[:-1])))
     rank = np.arange(n) - np.repeat(starts, np.diff(np.append(starts, n)))  # cumcount, sorted
@@ -249,7 +268,7 @@ def _sizes(values: list[int]) -> np.ndarray:
     """Response sizes as int64 (-1: none; as through float64, then truncated)."""
     try:
         # Integers straight to int64: half the cost of the float64 round trip below.
-        size = np.array(values, dtype=np.int64)
+        size = _ints(values)
     except (OverflowError, TypeError, ValueError):
         size = None
     if size is None or (len(size) and (size.max() > 2**53 or size.min() < -(2**53))):
@@ -261,18 +280,27 @@ def _sizes(values: list[int]) -> np.ndarray:
     return size
 
 
+def _statuses(values: list[int]) -> np.ndarray:
+    """Status codes as int32; out-of-range numbers from bad input are clipped, never an error."""
+    try:
+        # Integers (always, from the span model) straight to int64; the same result as
+        # the float64 path below for any int64, which takes whatever else comes.
+        return np.clip(_ints(values), -1, 2**31 - 1).astype(np.int32)
+    except (OverflowError, TypeError, ValueError):
+        return np.clip(np.array(values, dtype=np.float64), -1, 2**31 - 1).astype(np.int32)
+
+
 def _compact(r: Rows) -> _Chunk:
-    ts = np.array(r.ts, dtype=np.int64)
-    dur = np.maximum(np.array(r.end, dtype=np.int64) - ts, 0) / 1e6
+    ts = _ints(r.ts)
+    dur = np.maximum(_ints(r.end) - ts, 0) / 1e6
     ep, ep_uni = _decode(r.ep, r.ep_book)
     who, who_uni = _decode(r.who, r.who_book)
     oid, oid_uni = _factorize(r.oid)
     size = _sizes(r.size)
-    # Out-of-range numbers from bad input are clipped, never an error.
-    status = np.clip(np.array(r.status, dtype=np.float64), -1, 2**31 - 1).astype(np.int32)
-    keep = _first_of_groups(ep.astype(np.int64) * max(len(who_uni), 1) + who, TRACES_PER_GROUP)
-    tr = r.trace
-    trace = [tr[i] for i in keep.tolist()]
+    status = _statuses(r.status)
+    nwho = max(len(who_uni), 1)
+    keep = _first_of_groups(ep.astype(np.int64) * nwho + who, TRACES_PER_GROUP, max(len(ep_uni), 1) * nwho)
+    trace = np.fromiter(r.trace, dtype=object, count=len(r.trace))[keep].tolist()
     if not all(trace):  # drop the rows without a trace id
         sel = [j for j, t in enumerate(trace) if t]
         keep, trace = keep[sel], [trace[j] for j in sel]

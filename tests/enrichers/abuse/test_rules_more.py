@@ -339,3 +339,14 @@ def test_a_private_address_seen_with_its_caller_names_that_service_on_unpaired_c
     assert ident.identify(call(9), call(9).http).client == "ip:10.0.4.2"  # type: ignore[arg-type]
     assert ident.identify(call(10), call(10).http, caller="gateway").client == "svc:gateway"  # type: ignore[arg-type]
     assert ident.identify(call(11), call(11).http).client == "ip:10.0.4.2"  # type: ignore[arg-type]
+
+
+def test_unicode_digit_ids_and_page_sizes_do_not_break_the_windows():
+    """'²' passes str.isdigit but int() refuses it: an attacker's path or page size written
+    with such digits must not stop the analysis (a BOLA walk around it is still found)."""
+    attack = [server(WARM + i * 0.1, f"/orders/{i}", route="/orders/{id}", ip="192.0.2.60", user="eve")
+              for i in range(60)]
+    attack += [server(WARM + 6 + i * 0.1, "/orders/\u00b2", route="/orders/{id}", ip="192.0.2.60", user="eve",
+                      query="limit=\u00b9\u00b2") for i in range(5)]
+    r = _run(attack)
+    assert r.findings("abuse.bola_enumeration")
