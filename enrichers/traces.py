@@ -292,22 +292,21 @@ class TraceStoreEnricher(Enricher):
                 route = ep.route if ep is not None else http.route
                 method, code = http.method, http.status_code
                 hr = http.route
-                if hr and route != hr and method:
+                name = span.name
+                if hr:
                     # "GET /orders/<int:id>" (the framework's own syntax, as Flask names its
                     # spans) is shown as the inventory's template, like the rest of apiward;
                     # a name of the instrumentation's own choosing stays as it is
-                    name = span.name
-                    if name.endswith(hr) and len(name) == len(method) + 1 + len(hr) and name.startswith(method):
-                        name = names.get(method, _NO_NAMES).get(route) or self._name(method, route)
-                elif hr or not http.path:
-                    name = span.name
-                elif route:  # the name may carry the raw path (eBPF): use the template
-                    if not method:
-                        name = route
-                    else:
-                        name = names.get(method, _NO_NAMES).get(route) or self._name(method, route)
+                    template = bool(method) and route != hr and name.endswith(hr) and (
+                        len(name) == len(method) + 1 + len(hr) and name.startswith(method))
+                elif http.path:  # the name may carry the raw path (eBPF): use the template
+                    template = bool(route and method)
+                    if not template:
+                        name = route or method or kind_names[span.kind]
                 else:
-                    name = method or kind_names[span.kind]
+                    template = False
+                if template:
+                    name = names.get(method, _NO_NAMES).get(route) or self._name(method, route)
             row = (
                 span.span_id, span.parent_span_id, span.resource.service_name, name,
                 kind_names[span.kind], span.start_ns, span.end_ns, span.status_code == error,
