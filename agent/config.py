@@ -66,6 +66,9 @@ class Config:
     persist: bool = True
     max_message_bytes: int = 16 * 1024 * 1024
     queue_spans: int = 50_000
+    #: the OTLP receivers in a process of their own (collectors/edge.py): auto (when
+    #: the machine has two cores or more), on, off
+    edge_process: str = "auto"
     flush_interval: float = 5.0
     specs: dict[str, str] = field(default_factory=dict)
     policy: str | None = None
@@ -111,6 +114,7 @@ _SCALARS: dict[str, tuple[str, str]] = {
     "persist": ("bool", "true or false"),
     "max_message_bytes": ("posint", "a positive number of bytes, such as 16777216"),
     "queue_spans": ("posint", "a positive number of spans, such as 50000"),
+    "edge_process": ("edge", "one of auto, on, off"),
     "flush_interval": ("posfloat", "a positive number of seconds, such as 5"),
     "policy": ("optstr", "the path of a policy YAML file"),
     "forward": ("optstr", "an OTLP endpoint URL such as http://collector:4318/v1/traces"),
@@ -180,6 +184,12 @@ def _convert(where: str, name: str, kind: str, allowed: str, value: Any) -> Any:
         if x <= 0:
             raise bad()
         return x
+    if kind == "edge":
+        if value is True or value is False:  # YAML 1.1 reads a bare on/off as a boolean
+            return "on" if value else "off"
+        if value not in ("auto", "on", "off"):
+            raise bad()
+        return str(value)
     if kind == "proto":
         if value not in ("grpc", "http/protobuf", "http"):
             raise bad()

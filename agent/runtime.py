@@ -106,22 +106,40 @@ class Agent:
         self.pipeline.start()
         self._start_optional()
         if receivers:
-            from collectors.otlp_grpc import OtlpGrpcReceiver
-            from collectors.otlp_http import OtlpHttpReceiver
+            from collectors.edge import EdgeProcess, edge_wanted
 
             cfg = self.config
-            g = OtlpGrpcReceiver(self.sink, cfg.bind, cfg.grpc_port, max_message_bytes=cfg.max_message_bytes)
-            g.start()
-            self.receivers.append(g)
-            self.grpc_port = g.port
-            h = OtlpHttpReceiver(self.sink, cfg.bind, cfg.http_port, max_message_bytes=cfg.max_message_bytes)
-            h.start()
-            self.receivers.append(h)
-            self.http_port = h.port
+            if edge_wanted(cfg.edge_process):
+                edge = EdgeProcess(
+                    self.sink, self.stats, bind=cfg.bind, grpc_port=cfg.grpc_port,
+                    http_port=cfg.http_port, max_message_bytes=cfg.max_message_bytes,
+                    queue_spans=cfg.queue_spans, queue=self.pipeline,
+                )
+                edge.start()
+                self.receivers.append(edge)
+                self.stats.extra["edge_process"] = edge.stats_report
+                self.grpc_port, self.http_port = edge.grpc_port, edge.http_port
+            else:
+                self._start_receivers()
         if api:
             self.api = QueryApi(self, self.config.api_bind, self.config.api_port, token=self.config.api_token)
             self.api.start()
             self.api_port = self.api.port
+
+    def _start_receivers(self) -> None:
+        """Both OTLP receivers in this process (``edge_process: off``)."""
+        from collectors.otlp_grpc import OtlpGrpcReceiver
+        from collectors.otlp_http import OtlpHttpReceiver
+
+        cfg = self.config
+        g = OtlpGrpcReceiver(self.sink, cfg.bind, cfg.grpc_port, max_message_bytes=cfg.max_message_bytes)
+        g.start()
+        self.receivers.append(g)
+        self.grpc_port = g.port
+        h = OtlpHttpReceiver(self.sink, cfg.bind, cfg.http_port, max_message_bytes=cfg.max_message_bytes)
+        h.start()
+        self.receivers.append(h)
+        self.http_port = h.port
 
     def listening_line(self) -> str:
         b = self.config.bind

@@ -25,6 +25,8 @@ def add_agent_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-port", type=int, metavar="N", help="query API port (default 4320; 0 picks a free one)")
     p.add_argument("--api-token", metavar="TOKEN", help="bearer token required by the query API")
     p.add_argument("--queue-spans", type=int, metavar="N", help="analysis queue capacity in spans")
+    p.add_argument("--edge-process", choices=("auto", "on", "off"),
+                   help="run the OTLP receivers in a process of their own (default auto: with 2+ cores)")
     p.add_argument("--flush-interval", type=float, metavar="SECONDS", help="how often State is persisted")
     p.add_argument("--forward", metavar="URL", help="forward every span, redacted, to this OTLP endpoint")
     p.add_argument("--export-endpoint", metavar="URL", help="export findings (logs) and graph (metrics) over OTLP")
@@ -39,7 +41,7 @@ def add_agent_arguments(p: argparse.ArgumentParser) -> None:
 
 _FLAG_FIELDS = (
     "state_dir", "policy", "bind", "grpc_port", "http_port", "api_bind", "api_port", "api_token",
-    "queue_spans", "flush_interval", "forward", "export_endpoint", "ebpf",
+    "queue_spans", "edge_process", "flush_interval", "forward", "export_endpoint", "ebpf",
 )
 
 
