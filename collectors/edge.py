@@ -215,7 +215,11 @@ def child_main(conn: Any, shared: Any, settings: dict[str, Any]) -> None:
         level=settings.get("log_level", logging.WARNING),
         format="%(asctime)s %(levelname)s %(name)s[edge]: %(message)s",
     )
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the agent, which stops us in order
+    # Ctrl-C and a terminal hang-up reach the whole process group: the agent decides
+    # (it stops us in order, or reloads its files); only SIGTERM stops this process.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     from agent.cli import tune_gc, tune_threads
@@ -309,7 +313,8 @@ class EdgeProcess:
     FULL_WAIT = 30.0
 
     def __init__(self, sink: SpanSink, stats: Any, *, bind: str, grpc_port: int, http_port: int,
-                 max_message_bytes: int, queue_spans: int, queue: Any = None) -> None:
+                 max_message_bytes: int, queue_spans: int, queue: Any = None,
+                 grace: float = 5.0) -> None:
         self.sink = sink
         self.stats = stats
         #: whose ``queue_depth`` the receivers go by (the pipeline; by default the sink)
@@ -319,6 +324,8 @@ class EdgeProcess:
         self.http_port = http_port
         self.max_message_bytes = max_message_bytes
         self.queue_spans = queue_spans
+        #: seconds the receivers give requests in flight when the agent stops
+        self.grace = grace
         self.restarts = 0
         self._ctx = multiprocessing.get_context("spawn")
         self._shared = self._ctx.RawArray("q", 2)
@@ -343,7 +350,7 @@ class EdgeProcess:
         settings = {
             "bind": self.bind, "grpc_port": self.grpc_port, "http_port": self.http_port,
             "max_message_bytes": self.max_message_bytes, "queue_spans": self.queue_spans,
-            "log_level": logging.getLogger().getEffectiveLevel(),
+            "log_level": logging.getLogger().getEffectiveLevel(), "grace": self.grace,
         }  # fmt: skip
         proc = self._ctx.Process(
             target=child_main, args=(send, self._shared, settings), name="apiward-edge", daemon=True
@@ -373,17 +380,19 @@ class EdgeProcess:
     def _read(self) -> None:
         shared = self._shared
         while True:
-            conn = self._conn
             try:
-                if conn.poll(0.05):
-                    self._handle(conn.recv_bytes())
-                shared[0] = self._depth()
-            except (EOFError, OSError):
+                data = self._conn.recv_bytes() if self._conn.poll(0.05) else None
+            except (EOFError, OSError):  # the child closed the pipe: stopped, or died
                 if self._stopping:
                     return
                 self._restart()
-            except Exception:  # noqa: BLE001 - one bad message must not stop the spans behind it
-                log.exception("could not read a message from the receiver process")
+                continue
+            if data is not None:
+                try:
+                    self._handle(data)
+                except Exception:  # noqa: BLE001 - one bad message must not stop the spans behind it
+                    log.exception("could not read a message from the receiver process")
+            shared[0] = self._depth()
 
     def _handle(self, data: bytes) -> None:
         kind = data[0]
@@ -429,14 +438,15 @@ class EdgeProcess:
         """For ``/api/v1/stats``: how often the receiver process had to be restarted."""
         return {"restarts": float(self.restarts)}
 
-    def stop(self, grace: float = 5.0) -> None:
-        """Stop the receivers; every batch they accepted reaches ``sink`` first."""
+    def stop(self) -> None:
+        """Stop the receivers (requests in flight get :attr:`grace` seconds); every batch
+        they accepted reaches ``sink`` before this returns."""
         self._stopping = True
         proc = self._proc
         if proc is not None and proc.is_alive():
             proc.terminate()  # SIGTERM: the child stops its receivers (grace) and closes the pipe
         if self._reader is not None:
-            self._reader.join(grace + 15)
+            self._reader.join(self.grace + 15)
             self._reader = None
         if proc is not None:
             proc.join(5)

@@ -51,6 +51,7 @@ def test_file_env_flags_precedence(tmp_path):
         ("traces:\n  admit_per_second: 0\n", "field 'traces.admit_per_second' is 0; it must be a positive number"),
         ("traces:\n  max_traces: -1\n", "field 'traces.max_traces' is -1; it must be a number of traces"),
         ("traces:\n  max_trace: 10\n", "unknown field 'traces.max_trace'; allowed fields are: max_traces"),
+        ("edge_process: sometimes\n", "field 'edge_process' is 'sometimes'; it must be one of auto, on, off"),
     ],
 )
 def test_bad_file_names_file_field_and_fix(tmp_path, text, needle):
@@ -60,6 +61,15 @@ def test_bad_file_names_file_field_and_fix(tmp_path, text, needle):
         cfgmod.load(f, environ={})
     assert str(f) in str(e.value)
     assert needle in str(e.value)
+
+
+def test_edge_process_reads_yaml_on_off_and_env(tmp_path):
+    f = tmp_path / "apiward.yaml"
+    assert cfgmod.load(environ={}).edge_process == "auto"
+    for text, want in (("edge_process: on\n", "on"), ("edge_process: off\n", "off"), ("edge_process: auto\n", "auto")):
+        f.write_text(text)  # YAML 1.1 reads bare on/off as booleans
+        assert cfgmod.load(f, environ={}).edge_process == want
+    assert cfgmod.load(environ={"APIWARD_EDGE_PROCESS": "off"}).edge_process == "off"
 
 
 def test_bad_env_and_spec_flag():

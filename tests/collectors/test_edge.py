@@ -72,10 +72,10 @@ def stats() -> Stats:
 @pytest.fixture
 def proc(sink: DepthSink, stats: Stats) -> Iterator[EdgeProcess]:
     e = EdgeProcess(sink, stats, bind="127.0.0.1", grpc_port=0, http_port=0,
-                    max_message_bytes=1024 * 1024, queue_spans=1000)
+                    max_message_bytes=1024 * 1024, queue_spans=1000, grace=1.0)
     e.start()
     yield e
-    e.stop(grace=1.0)
+    e.stop()
 
 
 @pytest.fixture
@@ -213,7 +213,7 @@ def test_a_full_agent_is_answered_retry_later(sink, proc, export) -> None:
 
 def test_stop_hands_over_everything_accepted(sink, stats) -> None:
     e = EdgeProcess(sink, stats, bind="127.0.0.1", grpc_port=0, http_port=0,
-                    max_message_bytes=1024 * 1024, queue_spans=100_000)
+                    max_message_bytes=1024 * 1024, queue_spans=100_000, grace=2.0)
     e.start()
     ch = grpc.insecure_channel(f"127.0.0.1:{e.grpc_port}")
     export = ch.unary_unary(EXPORT)
@@ -221,7 +221,7 @@ def test_stop_hands_over_everything_accepted(sink, stats) -> None:
     for _ in range(10):
         assert export(body, timeout=10) == b""
     ch.close()
-    e.stop(grace=2.0)  # no waiting before: stop itself must deliver what was answered OK
+    e.stop()  # no waiting before: stop itself must deliver what was answered OK
     assert len(sink.spans) == 2000
     assert stats.requests[("otlp-grpc", "ok")] == 10
 
