@@ -14,6 +14,7 @@ between: memory should stay flat), and as the LAST line
 
     .venv/bin/python bench/ingest.py            # 60 s per side
     .venv/bin/python bench/ingest.py --duration 10
+    .venv/bin/python bench/ingest.py --agent-args "--edge-process off"   # receivers in process
 
 The payload set is large enough (distinct ids, paths, ports, addresses) that
 the agent's attribute cache sees realistic misses, as in production traffic.

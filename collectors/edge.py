@@ -35,6 +35,7 @@ from operator import attrgetter
 from typing import Any
 
 from agent.model import (
+    SOURCE_OTLP,
     DbView,
     FaasView,
     HttpView,
@@ -55,10 +56,12 @@ log = logging.getLogger("apiward.edge")
 # ------------------------------------------------------------------ the wire format
 #
 # One message per pipe write, its first byte saying what it is:
-#   B  a batch: marshal((source, resources, rows)), each row a span's fields in
+#   B  a batch: its span count (4 bytes, little-endian), then
+#      marshal((source, resources, rows)), each row a span's fields in
 #      Span's field order, with the resource as an index into ``resources``, the
 #      kind and status as ints, events/links and views as tuples of their fields
-#   P  a batch marshal cannot write (a value of another type): pickle((source, spans))
+#   P  a batch marshal cannot write (a value of another type): the count, then
+#      pickle((source, spans))
 #   C  a count: marshal(("request", receiver, outcome)) or ("rejected", source, reason, n)
 #   R  ready: marshal((grpc_port, http_port))
 #   E  could not start: the message, UTF-8
@@ -126,17 +129,22 @@ def encode_batch(spans: list[Span], source: str) -> bytes:
                 None if fa is None else _FAAS(fa),
                 s.enduser_id,
             ))  # fmt: skip
-        return b"B" + marshal.dumps((source, resources, rows), 4)
+        return b"B" + len(spans).to_bytes(4, "little") + marshal.dumps((source, resources, rows), 4)
     except ValueError:  # a value marshal cannot write (a subclass of a built-in type, ...)
-        return b"P" + pickle.dumps((source, spans), pickle.HIGHEST_PROTOCOL)
+        return b"P" + len(spans).to_bytes(4, "little") + pickle.dumps((source, spans), pickle.HIGHEST_PROTOCOL)
+
+
+def batch_size(data: bytes) -> int:
+    """The span count of a batch message, readable even when the rest is not."""
+    return int.from_bytes(data[1:5], "little")
 
 
 def decode_batch(data: bytes | memoryview) -> tuple[str, list[Span]]:
     """``(source, spans)`` of a message :func:`encode_batch` wrote."""
     if data[0] == _PICKLED:
-        source, spans = pickle.loads(memoryview(data)[1:])  # noqa: S301 - our own child's message
+        source, spans = pickle.loads(memoryview(data)[5:])  # noqa: S301 - our own child's message
         return source, spans
-    source, resources, rows = marshal.loads(memoryview(data)[1:])
+    source, resources, rows = marshal.loads(memoryview(data)[5:])
     res = [Resource(*r) for r in resources]
     kinds = _KINDS
     statuses = _STATUSES
@@ -397,7 +405,16 @@ class EdgeProcess:
     def _handle(self, data: bytes) -> None:
         kind = data[0]
         if kind == _BATCH or kind == _PICKLED:
-            source, spans = decode_batch(data)
+            try:
+                source, spans = decode_batch(data)
+            except Exception:
+                # Lost (the caller logs why): counted as dropped, and no longer as queued,
+                # or the receivers would count it against the queue for ever.
+                n = batch_size(data)
+                self._shared[1] += n
+                if self.stats is not None:
+                    self.stats.add_dropped(SOURCE_OTLP, "unreadable", n)
+                raise
             # The client was told these spans were accepted: never drop them for a full
             # queue. Waiting here fills the pipe, which holds the receivers' next answers
             # (and they refuse new requests meanwhile: the depth they see is the queue's).

@@ -334,3 +334,14 @@ def test_auto_counts_a_container_cpu_limit(tmp_path) -> None:
     (v1 / "cpu.cfs_period_us").write_text("100000\n")
     assert available_cpus(str(tmp_path)) == 0.5
     assert edge_wanted("on") and not edge_wanted("off")
+
+
+def test_an_unreadable_batch_is_counted_and_frees_its_place(sink, stats) -> None:
+    e = EdgeProcess(sink, stats, bind="127.0.0.1", grpc_port=0, http_port=0,
+                    max_message_bytes=1 << 20, queue_spans=1000)
+    good = encode_batch(_every_field_spans(), "otlp")
+    with pytest.raises(ValueError):
+        e._handle(good[:5] + b"\xff not marshal")  # the reader thread logs it and reads on
+    assert e._shared[1] == 3 and stats.dropped == {("otlp", "unreadable"): 3}
+    e._handle(good)
+    assert len(sink.spans) == 3 and e._shared[1] == 6
