@@ -452,8 +452,18 @@ class EdgeProcess:
                 time.sleep(5)
 
     def stats_report(self) -> dict[str, float]:
-        """For ``/api/v1/stats``: how often the receiver process had to be restarted."""
-        return {"restarts": float(self.restarts)}
+        """For ``/api/v1/stats`` and ``/metrics``: how often the receiver process had to be
+        restarted, and the CPU seconds the current one has used (where ``/proc`` tells)."""
+        out = {"restarts": float(self.restarts)}
+        pid = self.pid
+        if pid is not None:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields_ = f.read().rsplit(")", 1)[1].split()
+                out["cpu_seconds"] = (int(fields_[11]) + int(fields_[12])) / os.sysconf("SC_CLK_TCK")
+            except (OSError, ValueError, IndexError):
+                pass
+        return out
 
     def stop(self) -> None:
         """Stop the receivers (requests in flight get :attr:`grace` seconds); every batch
