@@ -67,7 +67,7 @@ class Config:
     max_message_bytes: int = 16 * 1024 * 1024
     queue_spans: int = 50_000
     #: the OTLP receivers in a process of their own (collectors/edge.py): auto (when
-    #: the machine has two cores or more), on, off
+    #: two CPUs or more are available, a container's CPU limit counted), on, off
     edge_process: str = "auto"
     flush_interval: float = 5.0
     specs: dict[str, str] = field(default_factory=dict)

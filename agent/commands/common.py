@@ -26,7 +26,7 @@ def add_agent_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-token", metavar="TOKEN", help="bearer token required by the query API")
     p.add_argument("--queue-spans", type=int, metavar="N", help="analysis queue capacity in spans")
     p.add_argument("--edge-process", choices=("auto", "on", "off"),
-                   help="run the OTLP receivers in a process of their own (default auto: with 2+ cores)")
+                   help="run the OTLP receivers in a process of their own (default auto: with 2+ CPUs)")
     p.add_argument("--flush-interval", type=float, metavar="SECONDS", help="how often State is persisted")
     p.add_argument("--forward", metavar="URL", help="forward every span, redacted, to this OTLP endpoint")
     p.add_argument("--export-endpoint", metavar="URL", help="export findings (logs) and graph (metrics) over OTLP")
