@@ -195,8 +195,8 @@ def test_bad_input_gets_a_clear_error_and_the_receivers_keep_serving(sink, stats
 
 
 def test_a_full_agent_is_answered_retry_later(sink, proc, export) -> None:
-    sink.depth = 1000  # = queue_spans: the child sees it within a poll interval
-    time.sleep(0.3)
+    sink.depth = 1000  # = queue_spans
+    _until(lambda: proc._shared[0] == 1000)  # what the child reads: the agent shares it every poll
     with pytest.raises(grpc.RpcError) as info:
         export(good_bytes(), timeout=10)
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -206,7 +206,7 @@ def test_a_full_agent_is_answered_retry_later(sink, proc, export) -> None:
         urllib.request.urlopen(req, timeout=10)
     assert herr.value.code == 429 and herr.value.headers.get("Retry-After")
     sink.depth = 0
-    time.sleep(0.3)
+    _until(lambda: proc._shared[0] == 0)
     assert export(good_bytes(), timeout=10) == b""
     _until(lambda: len(sink.spans) == 1)
 
