@@ -104,3 +104,20 @@ def test_matches_sort_key_and_export(tmp_path):
     assert sorted(["10", "9", "-", "abc"], key=sort_key) == ["9", "10", "abc", "-"]
     n = export_rows(tmp_path / "x.json", ["a", "b"], [[1, "x"]])
     assert n == 1 and '"a": 1' in (tmp_path / "x.json").read_text()
+
+
+def test_health_shows_the_receiver_process_when_there_is_one():
+    from rich.console import Console
+
+    from tui.screens.overview import OverviewScreen
+
+    def text(stats):
+        console = Console(record=True, width=60)
+        console.print(OverviewScreen._health(None, stats))  # type: ignore[arg-type]
+        return console.export_text()
+
+    base = {"spans_by_source": {"otlp": 10}, "spans_dropped": 0, "queue_depth": 0, "queue_capacity": 50000}
+    assert "receiver process" not in text(base)  # receivers in process: no row
+    assert "receiver process" in text({**base, "edge_process": {"restarts": 0.0}})
+    assert "up" in text({**base, "edge_process": {"restarts": 0.0}})
+    assert "2 restarts" in text({**base, "edge_process": {"restarts": 2.0, "cpu_seconds": 1.5}})

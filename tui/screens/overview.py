@@ -156,6 +156,12 @@ class OverviewScreen(ApiwardScreen):
         depth, cap = stats.get("queue_depth"), stats.get("queue_capacity")
         queue = fmt_int(depth) + (f"/{fmt_int(cap)}" if cap else "")
         table.add_row("queue", queue)
+        edge = stats.get("edge_process")
+        if isinstance(edge, dict):  # the OTLP receivers run in a process of their own
+            restarts = num(edge.get("restarts"))
+            table.add_row("receiver process", Text(
+                f"{fmt_int(restarts)} restarts" if restarts else "up",
+                style="yellow" if restarts else "green"))
         receivers = stats.get("receivers")
         if isinstance(receivers, dict):
             for name, state in receivers.items():
