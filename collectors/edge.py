@@ -73,8 +73,7 @@ log = logging.getLogger("apiward.edge")
 _BATCH = b"B"[0]
 _PICKLED = b"P"[0]
 _COUNT = b"C"[0]
-_READY = b"R"[0]
-_ERROR = b"E"[0]
+_READY = b"R"[0]  # anything else at start is E, an error message
 
 #: The layout every row follows; checked against the model at import, so a field
 #: added to Span fails here (and in the tests), not as a silently shifted row.
@@ -423,8 +422,9 @@ class EdgeProcess:
             # queue. Waiting here fills the pipe, which holds the receivers' next answers
             # (and they refuse new requests meanwhile: the depth they see is the queue's).
             full = self.queue_spans + self.queue_spans // 4
-            if self._depth() >= full:
-                self._shared[0] = self._depth()
+            depth = self._depth()
+            if depth >= full:
+                self._shared[0] = depth
                 until = time.monotonic() + self.FULL_WAIT
                 while self._depth() >= full and time.monotonic() < until:
                     time.sleep(0.005)
